@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class OtelHcvConfig(AppConfig):
+    name = "otel_hcv"
+    verbose_name = "OpenTelemetry for the HCV service"
+
+    def ready(self) -> None:
+        from otel_hcv import conf, sdk
+
+        # Validate settings at start-up, so a wrong setting fails with its name now.
+        conf.load()
+        # Under opentelemetry-instrument with DJANGO_SETTINGS_MODULE not yet exported,
+        # the distro left setup to this point; otherwise this is a no-op.
+        sdk.configure()
+        # Django's dictConfig(LOGGING) ran after configure() on the early path.
+        sdk.attach_logging_handler()

@@ -1,0 +1,178 @@
+"""One typed, validated settings object for the whole package.
+
+Sources, later ones winning: built-in defaults, the ``OTEL_HCV`` dict in Django
+settings (when Django is configured), then ``HCV_*`` environment variables. Standard
+``OTEL_*`` variables are not read here: they keep their upstream meaning and are read
+by the OpenTelemetry SDK itself; this package only supplies defaults for them
+(see :func:`otel_hcv.sdk.apply_otel_env_defaults`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigurationError(ValueError):
+    """A setting has a wrong name, type or value; the message names the setting."""
+
+
+# Keys whose values are health data or credentials. Redaction applies to any attribute,
+# log extra or Sentry field whose name (or last dotted part) matches one of these.
+DEFAULT_SENSITIVE_KEYS: tuple[str, ...] = (
+    # the lab values of the HCV data set
+    "age", "sex", "alb", "alp", "alt", "ast", "bil", "che", "chol", "crea", "ggt", "prot",
+    # credentials and personal data
+    "password", "passwd", "token", "secret", "authorization", "cookie", "session",
+    "email", "e-mail", "api_key", "apikey", "csrf", "first_name", "last_name", "name",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Settings:
+    service_name: str = "hcv-diagnosis"
+    service_version: str = ""
+    environment: str = "development"
+    # Pseudonymise user ids on spans and logs (keyed hash); False puts raw ids on spans.
+    pseudonymize_user_ids: bool = True
+    # HMAC key for user-id pseudonyms; empty means "derive from Django's SECRET_KEY".
+    pseudonym_key: str = ""
+    # Client IP addresses in logs: "drop", "truncate" (to the /24 or /48 network) or "keep".
+    ip_addresses: str = "truncate"
+    # URL path patterns (regular expressions) that are never traced.
+    excluded_urls: tuple[str, ...] = (r"/health(/|$)", r"/metrics/?$")
+    # Extra deny-listed keys, added to DEFAULT_SENSITIVE_KEYS.
+    sensitive_keys: tuple[str, ...] = ()
+    # Dotted path of a zero-argument callable asked by the AI-model health check.
+    health_model_probe: str = ""
+    # Request-id header and the characters/length accepted from clients.
+    request_id_header: str = "X-Request-ID"
+    request_id_max_length: int = 128
+    # Level of records exported over OTLP (the console keeps its own level).
+    otlp_log_level: str = "INFO"
+    # Window of the JSON metrics summary, in seconds.
+    summary_window_seconds: int = 300
+
+    @property
+    def all_sensitive_keys(self) -> frozenset[str]:
+        return frozenset(k.lower() for k in (*DEFAULT_SENSITIVE_KEYS, *self.sensitive_keys))
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_SETTING_NAMES = {name.upper(): name for name in _FIELDS}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(setting: str, name: str, value: Any) -> Any:
+    """Convert ``value`` to the type of field ``name``; the error names ``setting``."""
+    default = _FIELDS[name].default
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigurationError(f"{setting} must be a boolean (true/false), got {value!r}")
+    if isinstance(default, int):
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{setting} must be an integer, got {value!r}") from None
+        if isinstance(value, bool) or number <= 0:
+            raise ConfigurationError(f"{setting} must be a positive integer, got {value!r}")
+        return number
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigurationError(f"{setting} must be a list of strings, got {value!r}")
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{setting} must be a string, got {value!r}")
+    return value
+
+
+def _validate(values: dict[str, Any], origin: Mapping[str, str]) -> None:
+    level = values["otlp_log_level"].upper()
+    if level not in _LOG_LEVELS:
+        raise ConfigurationError(
+            f"{origin['otlp_log_level']} must be one of {', '.join(_LOG_LEVELS)}, got {level!r}"
+        )
+    values["otlp_log_level"] = level
+    if values["ip_addresses"] not in ("drop", "truncate", "keep"):
+        raise ConfigurationError(
+            f"{origin['ip_addresses']} must be 'drop', 'truncate' or 'keep', got {values['ip_addresses']!r}"
+        )
+    for pattern in values["excluded_urls"]:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigurationError(
+                f"{origin['excluded_urls']} has an invalid regular expression {pattern!r}: {exc}"
+            ) from None
+    if not re.fullmatch(r"[A-Za-z0-9-]+", values["request_id_header"]):
+        raise ConfigurationError(
+            f"{origin['request_id_header']} must be an HTTP header name, got {values['request_id_header']!r}"
+        )
+    if values["health_model_probe"] and "." not in values["health_model_probe"]:
+        raise ConfigurationError(
+            f"{origin['health_model_probe']} must be a dotted path such as "
+            f"'diagnosis.model.health_probe', got {values['health_model_probe']!r}"
+        )
+
+
+def _django_dict() -> Mapping[str, Any]:
+    try:
+        from django.conf import settings as django_settings
+        from django.core.exceptions import ImproperlyConfigured
+    except ImportError:
+        return {}
+    try:
+        configured = django_settings.configured or bool(os.environ.get("DJANGO_SETTINGS_MODULE"))
+        if not configured:
+            return {}
+        value = getattr(django_settings, "OTEL_HCV", {})
+    except (ImproperlyConfigured, ImportError):
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"settings.OTEL_HCV must be a dict, got {type(value).__name__}")
+    return value
+
+
+def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from Django's ``OTEL_HCV``, ``HCV_*`` variables and ``overrides``.
+
+    Raises :class:`ConfigurationError` naming the first unknown or invalid setting.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    origin = {name: f"OTEL_HCV[{name.upper()!r}]" for name in _FIELDS}
+
+    for key, value in _django_dict().items():
+        name = _SETTING_NAMES.get(str(key).upper())
+        if name is None:
+            known = ", ".join(sorted(_SETTING_NAMES))
+            raise ConfigurationError(f"OTEL_HCV[{key!r}] is not a known setting (known: {known})")
+        values[name] = _coerce(f"OTEL_HCV[{key!r}]", name, value)
+
+    for name in _FIELDS:
+        env_name = f"HCV_{name.upper()}"
+        if env_name in environ:
+            origin[name] = env_name
+            values[name] = _coerce(env_name, name, environ[env_name])
+
+    for key, value in (overrides or {}).items():
+        name = _SETTING_NAMES.get(key.upper())
+        if name is None:
+            raise ConfigurationError(f"configure({key}=...) is not a known setting")
+        origin[name] = f"configure({key}=...)"
+        values[name] = _coerce(origin[name], name, value)
+
+    merged = {name: values.get(name, f.default) for name, f in _FIELDS.items()}
+    _validate(merged, origin)
+    return Settings(**merged)

@@ -1,0 +1,58 @@
+"""Entry points for ``opentelemetry-instrument``.
+
+``opentelemetry-instrument python manage.py runserver`` loads a distro, then one
+configurator, then the instrumentors. Upstream picks the *first* installed distro and
+configurator unless ``OTEL_PYTHON_DISTRO`` / ``OTEL_PYTHON_CONFIGURATOR`` name one, so
+when ``opentelemetry-distro`` is installed too, set both to ``otel_hcv``. Our distro
+also sets ``OTEL_PYTHON_CONFIGURATOR=otel_hcv`` by default, so naming the distro is
+enough.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.sdk._configuration import _BaseConfigurator
+
+from otel_hcv import sdk
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_NAME = "otel_hcv"
+
+
+def _django_settings_pending() -> bool:
+    """Django is installed but its settings module is not known yet.
+
+    ``manage.py`` and ``wsgi.py`` set ``DJANGO_SETTINGS_MODULE`` only after
+    ``sitecustomize`` has run, so the ``OTEL_HCV`` settings cannot be read this early;
+    setup then waits for the ``otel_hcv`` app's ``ready()``.
+    """
+    if os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return False
+    try:
+        import django  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OtelHcvDistro(BaseDistro):
+    def _configure(self, **kwargs: Any) -> None:
+        os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", ENTRY_POINT_NAME)
+        sdk.apply_otel_env_defaults()
+
+    def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
+        if entry_point.name == "django" and _django_settings_pending():
+            return  # instrumented by otel_hcv.sdk.configure() from the app's ready()
+        super().load_instrumentor(entry_point, **kwargs)
+
+
+class OtelHcvConfigurator(_BaseConfigurator):
+    def _configure(self, **kwargs: Any) -> None:
+        if _django_settings_pending():
+            return
+        sdk.configure()

@@ -1,0 +1,119 @@
+"""JSON log lines that carry trace id, span id and request id.
+
+``StructuredFormatter`` keeps the monitoring plan's name and fields (``timestamp``,
+``level``, ``logger``, ``message``, and the ``user_id``, ``request_id``, ``ip_address``,
+``endpoint`` extras) and adds the trace context. ``logging_config()`` returns a ready
+``LOGGING`` dict for Django settings.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from typing import Any
+
+from opentelemetry import trace
+
+from otel_hcv import context, privacy, sdk
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_PLAN_EXTRAS = ("user_id", "request_id", "ip_address", "endpoint")
+_OWN_FIELDS = frozenset(
+    {"timestamp", "level", "logger", "message", "trace_id", "span_id", "trace_flags", "exception"}
+)
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v) for v in value]
+    try:
+        return str(value)
+    except Exception:  # a broken __str__ must not lose the record
+        return f"<unprintable {type(value).__name__}>"
+
+
+class StructuredFormatter(logging.Formatter):
+    """One JSON object per line. ``json.dumps`` escapes newlines and quotes, so a message
+    cannot forge a second record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        settings = sdk.current_settings()
+        entry: dict[str, Any] = {
+            "timestamp": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": privacy.redact_text(_message_of(record)),
+        }
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = format(span_context.trace_id, "032x")
+            entry["span_id"] = format(span_context.span_id, "016x")
+            entry["trace_flags"] = format(span_context.trace_flags, "02x")
+        request_id = getattr(record, "request_id", None) or context.request_id.get()
+        if request_id:
+            entry["request_id"] = str(request_id)
+        for key, value in vars(record).items():
+            if key in _RECORD_ATTRIBUTES or key in _OWN_FIELDS or key == "request_id":
+                continue
+            entry[key] = self._extra(key, value, settings)
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exception"] = {
+                "type": record.exc_info[0].__qualname__,
+                "message": privacy.redact_text(str(record.exc_info[1])),
+                "stack": self.formatException(record.exc_info),
+            }
+        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+
+    @staticmethod
+    def _extra(key: str, value: Any, settings: Any) -> Any:
+        if key == "user_id":
+            user = privacy.user_attributes(value, settings)  # pseudonymised unless configured
+            return next(iter(user.values()), None)
+        if key == "ip_address":
+            return privacy.client_ip(value, settings)
+        if privacy.is_sensitive_key(key, settings):
+            return privacy.REDACTED
+        return privacy.redact(_json_safe(value), settings)
+
+
+def _message_of(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception:  # wrong %-arguments must not lose the record
+        return str(record.msg)
+
+
+def logging_config(level: str = "INFO", *, loggers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A ``LOGGING`` dict: JSON lines on stdout for the root logger, Django and the server.
+
+    The OTLP handler is added by :func:`otel_hcv.configure` on top of this, so the
+    console output is not duplicated and a user's own handlers stay as they are.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": StructuredFormatter}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "json",
+            }
+        },
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            # Replace Django's own plain-text handlers; records reach the root's handlers
+            # (this console and the OTLP handler) once each.
+            "django": {"handlers": [], "level": level, "propagate": True},
+            "django.server": {"handlers": [], "level": level, "propagate": True},
+            **(loggers or {}),
+        },
+    }

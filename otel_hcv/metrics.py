@@ -1,0 +1,334 @@
+"""Diagnosis and API telemetry: the monitoring plan's MetricsCollector, done with
+OpenTelemetry instruments and spans.
+
+Metric attributes come from a fixed allow-list (:data:`METRIC_ATTRIBUTE_KEYS`): user ids,
+request ids and lab values can never become a label.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from otel_hcv import privacy, sdk
+
+INSTRUMENTATION_SCOPE = "otel_hcv"
+
+# Seconds; fine below 100 ms where a model prediction usually lands.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0,
+                    2.5, 5.0, 10.0)  # fmt: skip
+
+OUTCOME = "hcv.diagnosis.outcome"
+CATEGORY = "hcv.diagnosis.category"
+MODEL_VERSION = "hcv.model.version"
+PROBABILITY = "hcv.diagnosis.probability"
+ENDPOINT = "hcv.endpoint"
+HTTP_METHOD = "http.request.method"
+HTTP_STATUS = "http.response.status_code"
+ERROR_TYPE = "error.type"
+
+METRIC_ATTRIBUTE_KEYS = frozenset({OUTCOME, CATEGORY, ENDPOINT, HTTP_METHOD, HTTP_STATUS, ERROR_TYPE})
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+# The user of the request being served, so nested spans (the diagnosis) carry it too.
+current_user_attributes: ContextVar[dict[str, str] | None] = ContextVar(
+    "otel_hcv_user_attributes", default=None
+)
+
+
+def metric_attributes(**candidates: Any) -> dict[str, Any]:
+    """Keep only allow-listed keys with plain values (the cardinality guard)."""
+    attributes = {}
+    for key, value in candidates.items():
+        name = key.replace("__", ".")
+        if value is None or name not in METRIC_ATTRIBUTE_KEYS:
+            continue
+        attributes[name] = value if isinstance(value, bool | int | float) else str(value)[:64]
+    return attributes
+
+
+class _Instruments:
+    """Instruments created once per process, on first use, from the global meter."""
+
+    def _create(self) -> None:
+        meter = metrics.get_meter(INSTRUMENTATION_SCOPE)
+        self.tracer = trace.get_tracer(INSTRUMENTATION_SCOPE)
+        self.diagnosis_duration = meter.create_histogram(
+            "hcv.diagnosis.duration",
+            unit="s",
+            description="Time to produce a diagnosis, by outcome and predicted category.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.diagnosis_requests = meter.create_counter(
+            "hcv.diagnosis.requests",
+            unit="{diagnosis}",
+            description="Diagnoses attempted, by outcome and predicted category.",
+        )
+        self.api_duration = meter.create_histogram(
+            "hcv.api.request.duration",
+            unit="s",
+            description="Duration of API endpoint calls, by endpoint, method and status code.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.api_requests = meter.create_counter(
+            "hcv.api.requests",
+            unit="{request}",
+            description="API endpoint calls, by endpoint, method and status code.",
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for instrument attributes before _create() ran.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        self._create()
+        return self.__dict__[name]
+
+
+instruments = _Instruments()
+
+
+def record_diagnosis(
+    duration: float,
+    success: bool,
+    user_id: object | None = None,
+    *,
+    category: str | None = None,
+    error_type: str | None = None,
+) -> None:
+    """Record one diagnosis: its duration (s) and outcome, and its category when known.
+
+    ``user_id`` goes on the current span (pseudonymised unless configured otherwise),
+    never on a metric.
+    """
+    attributes = metric_attributes(
+        **{
+            OUTCOME: "success" if success else "failure",
+            CATEGORY: category if success else None,
+            ERROR_TYPE: None if success else (error_type or "_OTHER"),
+        }
+    )
+    instruments.diagnosis_duration.record(max(float(duration), 0.0), attributes)
+    instruments.diagnosis_requests.add(1, attributes)
+    if user_id is not None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes(privacy.user_attributes(user_id, sdk.current_settings()))
+
+
+@dataclass
+class DiagnosisRecorder:
+    """Handed out by :func:`trace_diagnosis`; tell it what the model predicted."""
+
+    span: Span
+    category: str | None = None
+    probability: float | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def set_result(self, category: str, probability: float | None = None) -> None:
+        self.category = category
+        self.probability = probability
+        self.span.set_attribute(CATEGORY, category)
+        if probability is not None:
+            self.span.set_attribute(PROBABILITY, float(probability))
+
+
+@contextmanager
+def trace_diagnosis(model_version: str | None = None) -> Iterator[DiagnosisRecorder]:
+    """A ``hcv.diagnosis`` span around a prediction that records the diagnosis metrics.
+
+    An exception marks the span as failed (its type only: exception messages can carry
+    patient data), is counted with ``error.type``, and is re-raised.
+    """
+    start = time.perf_counter()
+    with instruments.tracer.start_as_current_span(
+        "hcv.diagnosis", record_exception=False, set_status_on_exception=False
+    ) as span:
+        if span.is_recording():
+            user = current_user_attributes.get()
+            if user:
+                span.set_attributes(user)
+            if model_version:
+                span.set_attribute(MODEL_VERSION, model_version)
+        recorder = DiagnosisRecorder(span)
+        try:
+            yield recorder
+        except BaseException as exc:
+            error_type = _qualified_name(type(exc))
+            _mark_failed(span, exc, error_type)
+            record_diagnosis(time.perf_counter() - start, False, error_type=error_type)
+            raise
+        record_diagnosis(time.perf_counter() - start, True, category=recorder.category)
+
+
+def record_api_request(
+    endpoint: str,
+    method: str,
+    status_code: int,
+    duration: float,
+    error_type: str | None = None,
+) -> None:
+    """Record one API call's duration (s) and count by endpoint, method and status."""
+    method = method.upper() if method and method.upper() in _HTTP_METHODS else "_OTHER"
+    if error_type is None and status_code >= 500:
+        error_type = str(status_code)
+    attributes = metric_attributes(
+        **{ENDPOINT: endpoint, HTTP_METHOD: method, HTTP_STATUS: int(status_code), ERROR_TYPE: error_type}
+    )
+    instruments.api_duration.record(max(float(duration), 0.0), attributes)
+    instruments.api_requests.add(1, attributes)
+
+
+def _qualified_name(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _mark_failed(span: Span, exc: BaseException, error_type: str) -> None:
+    if not span.is_recording():
+        return
+    # The SDK's record_exception would export str(exc); keep the type and stack only.
+    span.add_event(
+        "exception",
+        {"exception.type": error_type, "exception.message": privacy.REDACTED},
+    )
+    span.set_attribute(ERROR_TYPE, error_type)
+    span.set_status(Status(StatusCode.ERROR, error_type))
+
+
+def status_for_exception(exc: BaseException) -> int:
+    """The HTTP status Django or DRF will answer for ``exc`` once it propagates."""
+    status = getattr(exc, "status_code", None)  # DRF's APIException and subclasses
+    if isinstance(status, int):
+        return status
+    try:
+        from django.core.exceptions import PermissionDenied, SuspiciousOperation
+        from django.http import Http404
+    except ImportError:  # pragma: no cover - Django is a dependency
+        return 500
+    if isinstance(exc, Http404):
+        return 404
+    if isinstance(exc, PermissionDenied):
+        return 403
+    if isinstance(exc, SuspiciousOperation):
+        return 400
+    return 500
+
+
+def _request_of(args: tuple[Any, ...]) -> Any:
+    # APIView methods get (self, request, ...), function views (request, ...).
+    for candidate in args[:2]:
+        if hasattr(candidate, "META") and hasattr(candidate, "method"):
+            return candidate
+    return None
+
+
+class _ApiCall:
+    """The span and measurements around one call of a decorated view."""
+
+    def __init__(self, endpoint: str, request: Any) -> None:
+        self.endpoint = endpoint
+        self.method = getattr(request, "method", None) or "_OTHER"
+        self.start = time.perf_counter()
+        settings = sdk.current_settings()
+        user = privacy.user_attributes(privacy.user_id_of(request), settings)
+        self.user_token = current_user_attributes.set(user)
+        server_span = trace.get_current_span()
+        if server_span.is_recording():
+            server_span.set_attributes({ENDPOINT: endpoint, **user})
+        self.span_context = instruments.tracer.start_as_current_span(
+            endpoint,
+            attributes={ENDPOINT: endpoint, HTTP_METHOD: self.method, **user},
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        self.span = self.span_context.__enter__()
+
+    def finish(self, status_code: int, exc: BaseException | None = None) -> None:
+        try:
+            error_type = None
+            if exc is not None:
+                error_type = _qualified_name(type(exc)) if status_code >= 500 else str(status_code)
+                if status_code >= 500:
+                    _mark_failed(self.span, exc, error_type)
+                elif self.span.is_recording():
+                    self.span.set_attribute(ERROR_TYPE, error_type)
+            elif status_code >= 500 and self.span.is_recording():
+                self.span.set_status(Status(StatusCode.ERROR, str(status_code)))
+            if self.span.is_recording():
+                self.span.set_attribute(HTTP_STATUS, status_code)
+            record_api_request(
+                self.endpoint, self.method, status_code, time.perf_counter() - self.start, error_type
+            )
+        finally:
+            self.span_context.__exit__(None, None, None)
+            current_user_attributes.reset(self.user_token)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def track_api_metrics(endpoint_name: str | None = None) -> Callable[[F], F]:
+    """Decorate a DRF ``APIView`` method, a function view or an async view.
+
+    Records ``hcv.api.request.duration`` and ``hcv.api.requests`` by endpoint, method
+    and status code, and runs the view in a span named after the endpoint that carries
+    the endpoint and the (pseudonymised) user. An exception is recorded with the status
+    Django will answer for it (500 unless it is an HTTP error such as DRF's validation
+    errors) and re-raised.
+    """
+
+    def decorator(func: F) -> F:
+        endpoint = endpoint_name or func.__name__
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                call = _ApiCall(endpoint, _request_of(args))
+                try:
+                    response = await func(*args, **kwargs)
+                except BaseException as exc:
+                    call.finish(status_for_exception(exc), exc)
+                    raise
+                call.finish(getattr(response, "status_code", 200))
+                return response
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            call = _ApiCall(endpoint, _request_of(args))
+            try:
+                response = func(*args, **kwargs)
+            except BaseException as exc:
+                call.finish(status_for_exception(exc), exc)
+                raise
+            call.finish(getattr(response, "status_code", 200))
+            return response
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+class MetricsCollector:
+    """The monitoring plan's interface, kept so existing views migrate by one import."""
+
+    @staticmethod
+    def record_diagnosis_metrics(
+        duration: float, success: bool, user_id: object | None = None, **kwargs: Any
+    ) -> None:
+        record_diagnosis(duration, success, user_id, **kwargs)
+
+    @staticmethod
+    def record_api_metrics(endpoint: str, method: str, status_code: int, duration: float) -> None:
+        record_api_request(endpoint, method, status_code, duration)

@@ -1,0 +1,93 @@
+"""Request id and user enrichment for every request (sync and async)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse
+from opentelemetry import trace
+
+from otel_hcv import context, privacy, sdk
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_ATTRIBUTE = "hcv.request.id"
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]+")
+
+
+def valid_request_id(value: str | None, max_length: int) -> bool:
+    return bool(value) and len(value) <= max_length and _SAFE_REQUEST_ID.fullmatch(value) is not None
+
+
+class RequestContextMiddleware:
+    """Takes a well-formed incoming request id (or makes one), echoes it in the response,
+    puts it on the server span and in a context variable for log records, and marks the
+    server span with the authenticated user's pseudonymised id once the view has run.
+
+    Place it after ``SecurityMiddleware`` (and before ``AuthenticationMiddleware`` is
+    fine: the user is read on the way out).
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        token = self._before(request)
+        try:
+            response = self.get_response(request)
+            return self._after(request, response)
+        finally:
+            context.request_id.reset(token)
+
+    async def _acall(self, request: HttpRequest) -> Any:
+        token = self._before(request)
+        try:
+            response = await self.get_response(request)
+            return self._after(request, response)
+        finally:
+            context.request_id.reset(token)
+
+    def _before(self, request: HttpRequest) -> Any:
+        settings = sdk.current_settings()
+        header = settings.request_id_header
+        incoming = request.headers.get(header)
+        if valid_request_id(incoming, settings.request_id_max_length):
+            request_id = incoming
+        else:
+            request_id = uuid.uuid4().hex
+            if incoming is not None:
+                # The rejected value itself is not logged: it is untrusted input.
+                logger.warning(
+                    "Replaced a malformed %s header (%d characters) with %s",
+                    header,
+                    len(incoming),
+                    request_id,
+                )
+        request.request_id = request_id  # type: ignore[attr-defined]
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
+        return context.request_id.set(request_id)
+
+    def _after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        settings = sdk.current_settings()
+        response[settings.request_id_header] = request.request_id  # type: ignore[attr-defined]
+        span = trace.get_current_span()
+        if span.is_recording():
+            user_id = privacy.user_id_of(request)
+            if user_id is not None:
+                span.set_attributes(privacy.user_attributes(user_id, settings))
+        return response

@@ -1,0 +1,229 @@
+"""Providers, exporters and resource, built in one place from :mod:`otel_hcv.conf`.
+
+Both entry paths end here: the ``opentelemetry-instrument`` configurator and
+:func:`configure` called from code. The heavy lifting (reading ``OTEL_*`` variables,
+choosing exporters, samplers and id generators) is the SDK's own
+``_initialize_components``, the hook upstream provides for distributions; this module
+only supplies defaults and the pieces the SDK has no opinion on.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry._logs import get_logger_provider
+from opentelemetry.sdk._configuration import _initialize_components
+from opentelemetry.sdk.resources import OTELResourceDetector
+
+from otel_hcv import conf
+
+logger = logging.getLogger(__name__)
+
+# Defaults this package gives standard variables; a value already in the environment wins.
+OTEL_ENV_DEFAULTS: Mapping[str, str] = {
+    "OTEL_TRACES_EXPORTER": "otlp",
+    "OTEL_METRICS_EXPORTER": "otlp",
+    "OTEL_LOGS_EXPORTER": "otlp",
+    # HTTP/protobuf avoids loading gRPC into every worker; the collector serves both.
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318",
+    # The stable HTTP semantic conventions (http.request.method, url.path, ...).
+    "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
+}
+
+
+@dataclass
+class Telemetry:
+    """What :func:`configure` set up in this process."""
+
+    settings: conf.Settings
+    resource_attributes: dict[str, str]
+    pid: int
+    logging_handler: logging.Handler | None = None
+    # Installed by otel_hcv.testing: in-memory providers, settings re-read at configure().
+    for_tests: bool = False
+
+
+_lock = threading.RLock()
+_active: Telemetry | None = None
+
+
+def active() -> Telemetry | None:
+    """The telemetry set up in this process, or None."""
+    return _active if _active is not None and _active.pid == os.getpid() else None
+
+
+def current_settings() -> conf.Settings:
+    """The settings in force: those of the active setup, else loaded once from Django/env."""
+    telemetry = active()
+    return telemetry.settings if telemetry is not None else _default_settings()
+
+
+@functools.cache
+def _default_settings() -> conf.Settings:
+    return conf.load()
+
+
+def is_autoreload_watcher(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> bool:
+    """True in the parent process of ``manage.py runserver`` that only watches files.
+
+    Django's autoreloader runs the server in a child process marked with
+    ``RUN_MAIN=true``; the parent never serves a request, so exporting from it would
+    only duplicate resource-level telemetry under another instance id.
+    """
+    argv = sys.argv if argv is None else argv
+    environ = os.environ if environ is None else environ
+    return "runserver" in argv and "--noreload" not in argv and environ.get("RUN_MAIN") != "true"
+
+
+def apply_otel_env_defaults(environ: MutableMapping[str, str] | None = None) -> None:
+    environ = os.environ if environ is None else environ
+    for name, value in OTEL_ENV_DEFAULTS.items():
+        environ.setdefault(name, value)
+
+
+def resource_attributes(settings: conf.Settings) -> dict[str, str]:
+    """Our resource defaults, minus whatever ``OTEL_RESOURCE_ATTRIBUTES`` /
+    ``OTEL_SERVICE_NAME`` already say (the SDK lets passed attributes win over the
+    environment, so passing ours unconditionally would break their upstream meaning)."""
+    from_env = OTELResourceDetector().detect().attributes
+    defaults = {
+        "service.name": settings.service_name,
+        "service.version": settings.service_version or "unknown",
+        "deployment.environment.name": settings.environment,
+        # New per process: gunicorn workers and runserver's child each get their own.
+        "service.instance.id": str(uuid.uuid4()),
+    }
+    return {key: value for key, value in defaults.items() if key not in from_env}
+
+
+def configure(**overrides: Any) -> Telemetry | None:
+    """Set up traces, metrics and logs for this process; harmless to call again.
+
+    ``overrides`` take setting names (``service_name="..."``) and win over Django's
+    ``OTEL_HCV`` and ``HCV_*`` variables. Returns None where nothing is exported: the
+    runserver autoreloader's watcher process, or ``OTEL_SDK_DISABLED=true``.
+    """
+    global _active
+    with _lock:
+        if _active is not None and active() is not None:
+            if _active.for_tests:
+                _active.settings = conf.load(overrides)
+                instrument_django(_active.settings)
+            return _active
+        if is_autoreload_watcher():
+            return None
+        settings = conf.load(overrides)
+        apply_otel_env_defaults()
+        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return None
+        if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            logger.warning(
+                "otel-hcv: another setup already installed the global OpenTelemetry providers, "
+                "so otel-hcv's are not used; with opentelemetry-distro installed, set "
+                "OTEL_PYTHON_DISTRO=otel_hcv and OTEL_PYTHON_CONFIGURATOR=otel_hcv"
+            )
+            return None
+        attributes = resource_attributes(settings)
+        _initialize_components(
+            resource_attributes=attributes,
+            # The in-process reader behind the JSON summary (otel_hcv.summary).
+            metric_exporter_names=["otel_hcv_summary"],
+            setup_logging_handler=False,
+            **_processor_overrides(),
+        )
+        _active = Telemetry(settings=settings, resource_attributes=attributes, pid=os.getpid())
+        _after_providers(_active)
+        return _active
+
+
+def install_for_tests(
+    settings: conf.Settings,
+    tracer_provider: Any,
+    meter_provider: Any,
+    logger_provider: Any,
+) -> Telemetry:
+    """Install providers built by :mod:`otel_hcv.testing` as if :func:`configure` had."""
+    global _active
+    from opentelemetry._logs import set_logger_provider
+
+    # The same HTTP conventions as production; exporter variables are not touched.
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", OTEL_ENV_DEFAULTS["OTEL_SEMCONV_STABILITY_OPT_IN"])
+    with _lock:
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+        set_logger_provider(logger_provider)
+        _active = Telemetry(
+            settings=settings,
+            resource_attributes=resource_attributes(settings),
+            pid=os.getpid(),
+            for_tests=True,
+        )
+        _after_providers(_active)
+        return _active
+
+
+def _processor_overrides() -> dict[str, Any]:
+    """Hooks into the SDK's processor construction (none yet: upstream defaults)."""
+    return {}
+
+
+def _after_providers(telemetry: Telemetry) -> None:
+    """The parts every setup shares once global providers exist."""
+    attach_logging_handler(telemetry)
+    instrument_django(telemetry.settings)
+
+
+def attach_logging_handler(telemetry: Telemetry | None = None) -> None:
+    """Send log records at the configured level to the OTLP logger provider.
+
+    Idempotent, and safe to call again after Django's ``dictConfig`` replaced the root
+    logger's handlers (the app's ``ready()`` does).
+    """
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+    telemetry = telemetry or active()
+    if telemetry is None:
+        return
+    root = logging.getLogger()
+    if telemetry.logging_handler is None:
+        telemetry.logging_handler = LoggingHandler(
+            level=logging.getLevelName(telemetry.settings.otlp_log_level),
+            logger_provider=get_logger_provider(),
+        )
+    if telemetry.logging_handler not in root.handlers:
+        root.addHandler(telemetry.logging_handler)
+
+
+def instrument_django(settings: conf.Settings) -> None:
+    """Instrument Django once, with this package's URL exclusions.
+
+    Under ``opentelemetry-instrument`` the distro defers this to the app's ``ready()``
+    when ``DJANGO_SETTINGS_MODULE`` is not exported yet: upstream would otherwise call
+    ``settings.configure()`` with empty settings and break ``manage.py``.
+    """
+    try:
+        from django.conf import settings as django_settings
+        from opentelemetry.instrumentation.django import DjangoInstrumentor
+    except ImportError:
+        return
+    if not (django_settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE")):
+        return
+    instrumentor = DjangoInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        return
+    kwargs: dict[str, Any] = {}
+    if "OTEL_PYTHON_DJANGO_EXCLUDED_URLS" not in os.environ:
+        kwargs["excluded_urls"] = ",".join(settings.excluded_urls)
+    instrumentor.instrument(**kwargs)

@@ -1,0 +1,124 @@
+"""A pytest plugin for tests of code that otel_hcv instruments.
+
+Installed with the package (``pytest11`` entry point). At start-up, before Django is set
+up, it installs in-memory providers in place of the OTLP exporters, so test runs never
+export over the network. The ``otel_capture`` fixture hands a test the spans, metric
+points and log records its code produced::
+
+    def test_diagnose(client, otel_capture):
+        client.post("/api/diagnose/", {...}, content_type="application/json")
+        assert otel_capture.spans("hcv.diagnosis")
+        assert otel_capture.metric_points("hcv.diagnosis.requests")
+
+Turn it off with ``-p no:otel_hcv`` or ``otel_hcv_capture = false`` in the ini file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_hcv import conf, sdk
+from otel_hcv.summary import SummaryReader
+
+
+@dataclass
+class Capture:
+    """What the code under test exported, held in memory."""
+
+    span_exporter: InMemorySpanExporter
+    metric_reader: InMemoryMetricReader
+    log_exporter: InMemoryLogRecordExporter
+    _collected: list[tuple[str, Any]] = field(default_factory=list)
+
+    def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        spans = self.span_exporter.get_finished_spans()
+        return [s for s in spans if name is None or s.name == name]
+
+    def _collect(self) -> None:
+        data = self.metric_reader.get_metrics_data()
+        for resource_metrics in data.resource_metrics if data else ():
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    self._collected.extend((metric.name, p) for p in metric.data.data_points)
+
+    def metric_points(self, name: str) -> list[Any]:
+        """Data points of metric ``name`` recorded during the test.
+
+        Points are deltas, one per attribute set per collection: asking again after
+        more measurements returns the earlier points plus new ones.
+        """
+        self._collect()
+        return [point for metric_name, point in self._collected if metric_name == name]
+
+    def logs(self) -> list[ReadableLogRecord]:
+        return list(self.log_exporter.get_finished_logs())
+
+    def clear(self) -> None:
+        self.span_exporter.clear()
+        self.metric_reader.get_metrics_data()  # drops what was recorded so far
+        self._collected.clear()
+        self.log_exporter.clear()
+
+
+_capture: Capture | None = None
+
+
+def install() -> Capture:
+    """Install in-memory providers as this process's telemetry setup (once)."""
+    global _capture
+    if _capture is not None:
+        return _capture
+    settings = conf.Settings()
+    resource = Resource.create(sdk.resource_attributes(settings))
+    span_exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    delta = AggregationTemporality.DELTA
+    metric_reader = InMemoryMetricReader(
+        preferred_temporality={Counter: delta, UpDownCounter: delta, Histogram: delta}
+    )
+    meter_provider = MeterProvider(resource=resource, metric_readers=[metric_reader, SummaryReader()])
+    log_exporter = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+    sdk.install_for_tests(settings, tracer_provider, meter_provider, logger_provider)
+    _capture = Capture(span_exporter, metric_reader, log_exporter)
+    return _capture
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "otel_hcv_capture",
+        "Install otel_hcv's in-memory telemetry providers for the test run (default true).",
+        type="bool",
+        default=True,
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    # Before pytest-django sets Django up, whose app ready() would install OTLP exporters.
+    if early_config.getini("otel_hcv_capture"):
+        install()
+
+
+@pytest.fixture
+def otel_capture() -> Iterator[Capture]:
+    """Spans, metric points and log records produced during the test."""
+    capture = install()
+    capture.clear()
+    yield capture

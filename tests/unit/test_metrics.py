@@ -1,0 +1,187 @@
+"""record_diagnosis, trace_diagnosis, track_api_metrics and MetricsCollector."""
+
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from opentelemetry.trace import StatusCode
+
+from otel_hcv import MetricsCollector, record_diagnosis, trace_diagnosis
+from otel_hcv.privacy import PSEUDONYMOUS_USER_ID_KEY, REDACTED, pseudonymize_user_id
+from otel_hcv.sdk import current_settings
+
+
+def points_by_attributes(points):
+    return {tuple(sorted(p.attributes.items())): p for p in points}
+
+
+def test_record_diagnosis_records_histogram_and_counter(otel_capture):
+    record_diagnosis(0.25, True, category="1=Hepatitis")
+    record_diagnosis(0.5, False, error_type="ValueError")
+
+    histogram = points_by_attributes(otel_capture.metric_points("hcv.diagnosis.duration"))
+    success = histogram[(("hcv.diagnosis.category", "1=Hepatitis"), ("hcv.diagnosis.outcome", "success"))]
+    failure = histogram[(("error.type", "ValueError"), ("hcv.diagnosis.outcome", "failure"))]
+    assert (success.count, success.sum) == (1, 0.25)
+    assert (failure.count, failure.sum) == (1, 0.5)
+    counts = {p.attributes["hcv.diagnosis.outcome"]: p.value for p in otel_capture.metric_points("hcv.diagnosis.requests")}
+    assert counts == {"success": 1, "failure": 1}
+
+
+def test_user_id_goes_on_the_span_pseudonymised_never_on_metrics(otel_capture):
+    tracer = __import__("opentelemetry.trace", fromlist=["get_tracer"]).get_tracer("test")
+    with tracer.start_as_current_span("request"):
+        record_diagnosis(0.1, True, user_id=4242, category="0=Blood Donor")
+
+    (span,) = otel_capture.spans("request")
+    expected = pseudonymize_user_id(4242, current_settings())
+    assert span.attributes[PSEUDONYMOUS_USER_ID_KEY] == expected
+    assert "4242" not in json.dumps(dict(span.attributes))
+    for name in ("hcv.diagnosis.duration", "hcv.diagnosis.requests"):
+        for point in otel_capture.metric_points(name):
+            assert set(point.attributes) <= {"hcv.diagnosis.outcome", "hcv.diagnosis.category", "error.type"}
+
+
+def test_trace_diagnosis_success_sets_span_and_metrics(otel_capture):
+    with trace_diagnosis(model_version="m-1") as diagnosis:
+        diagnosis.set_result("3=Cirrhosis", 0.75)
+
+    (span,) = otel_capture.spans("hcv.diagnosis")
+    assert span.attributes["hcv.model.version"] == "m-1"
+    assert span.attributes["hcv.diagnosis.category"] == "3=Cirrhosis"
+    assert span.attributes["hcv.diagnosis.probability"] == 0.75
+    assert span.status.status_code is StatusCode.UNSET
+    (point,) = otel_capture.metric_points("hcv.diagnosis.requests")
+    assert point.attributes == {"hcv.diagnosis.outcome": "success", "hcv.diagnosis.category": "3=Cirrhosis"}
+
+
+def test_trace_diagnosis_failure_marks_span_counts_and_reraises(otel_capture):
+    with pytest.raises(ZeroDivisionError), trace_diagnosis():
+        raise ZeroDivisionError("ast=123.4 leaked into a message")
+
+    (span,) = otel_capture.spans("hcv.diagnosis")
+    assert span.status.status_code is StatusCode.ERROR
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert event.attributes["exception.type"] == "ZeroDivisionError"
+    # Exception messages can carry lab values: only the type leaves the process.
+    assert event.attributes["exception.message"] == REDACTED
+    assert "123.4" not in repr(span.to_json())
+    (point,) = otel_capture.metric_points("hcv.diagnosis.requests")
+    assert point.attributes == {"hcv.diagnosis.outcome": "failure", "error.type": "ZeroDivisionError"}
+
+
+def api_points(otel_capture):
+    return {
+        (p.attributes["hcv.endpoint"], p.attributes["http.response.status_code"]): p
+        for p in otel_capture.metric_points("hcv.api.requests")
+    }
+
+
+@pytest.mark.django_db
+def test_drf_view_success_with_authenticated_user(client, otel_capture):
+    user = User.objects.create_user("clinician", password="pw")
+    client.force_login(user)
+
+    response = client.post("/diagnose/", {"value": 7}, content_type="application/json")
+
+    assert response.status_code == 200
+    (endpoint_span,) = otel_capture.spans("test_diagnosis")
+    pseudonym = pseudonymize_user_id(user.pk, current_settings())
+    assert endpoint_span.attributes["hcv.endpoint"] == "test_diagnosis"
+    assert endpoint_span.attributes["http.request.method"] == "POST"
+    assert endpoint_span.attributes["http.response.status_code"] == 200
+    assert endpoint_span.attributes[PSEUDONYMOUS_USER_ID_KEY] == pseudonym
+    (diagnosis_span,) = otel_capture.spans("hcv.diagnosis")
+    assert diagnosis_span.parent.span_id == endpoint_span.context.span_id
+    assert diagnosis_span.attributes[PSEUDONYMOUS_USER_ID_KEY] == pseudonym
+    point = api_points(otel_capture)[("test_diagnosis", 200)]
+    assert point.value == 1
+    assert point.attributes["http.request.method"] == "POST"
+    assert PSEUDONYMOUS_USER_ID_KEY not in point.attributes
+
+
+@pytest.mark.django_db
+def test_validation_error_is_a_4xx_not_an_error_span(client, otel_capture):
+    response = client.post("/diagnose/", {"value": -1}, content_type="application/json")
+
+    assert response.status_code == 400
+    (span,) = otel_capture.spans("test_diagnosis")
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.attributes["http.response.status_code"] == 400
+    assert api_points(otel_capture)[("test_diagnosis", 400)].attributes["error.type"] == "400"
+
+
+@pytest.mark.django_db
+def test_exception_is_status_500_with_exception_event_and_reraised(client, otel_capture):
+    client.raise_request_exception = True
+    with pytest.raises(RuntimeError, match="unlucky"):
+        client.post("/diagnose/", {"value": 13}, content_type="application/json")
+
+    (span,) = otel_capture.spans("test_diagnosis")
+    assert span.status.status_code is StatusCode.ERROR
+    assert [e.attributes["exception.type"] for e in span.events if e.name == "exception"] == ["RuntimeError"]
+    point = api_points(otel_capture)[("test_diagnosis", 500)]
+    assert point.attributes["error.type"] == "RuntimeError"
+
+
+@pytest.mark.django_db
+def test_plain_function_view_uses_its_name(client, otel_capture):
+    response = client.get("/plain/")
+
+    assert response.status_code == 201
+    assert api_points(otel_capture)[("plain_view", 201)].attributes["http.request.method"] == "GET"
+    (span,) = otel_capture.spans("plain_view")
+    assert PSEUDONYMOUS_USER_ID_KEY not in span.attributes  # anonymous request
+
+
+@pytest.mark.django_db
+async def test_async_views(async_client, otel_capture):
+    response = await async_client.get("/async/")
+    assert response.status_code == 200
+    with pytest.raises(ValueError):
+        await async_client.get("/async-fail/")
+
+    points = api_points(otel_capture)
+    assert points[("async_endpoint", 200)].value == 1
+    assert points[("failing_async", 500)].attributes["error.type"] == "ValueError"
+    (failed,) = otel_capture.spans("failing_async")
+    assert failed.status.status_code is StatusCode.ERROR
+
+
+def test_metrics_collector_keeps_the_plan_names(otel_capture):
+    MetricsCollector.record_diagnosis_metrics(duration=0.2, success=True, user_id=None)
+    MetricsCollector.record_api_metrics(endpoint="hcv_diagnosis", method="post", status_code=201, duration=0.3)
+
+    (diagnosis,) = otel_capture.metric_points("hcv.diagnosis.duration")
+    assert (diagnosis.count, diagnosis.sum) == (1, 0.2)
+    (api,) = otel_capture.metric_points("hcv.api.request.duration")
+    assert api.attributes == {"hcv.endpoint": "hcv_diagnosis", "http.request.method": "POST",
+                              "http.response.status_code": 201}
+    assert (api.count, api.sum) == (1, 0.3)
+
+
+def test_unknown_http_methods_collapse_to_other(otel_capture):
+    MetricsCollector.record_api_metrics("x", "BREW", 418, 0.01)
+    (point,) = otel_capture.metric_points("hcv.api.requests")
+    assert point.attributes["http.request.method"] == "_OTHER"
+
+
+@pytest.mark.django_db
+def test_server_span_carries_endpoint_route_and_user(client, otel_capture):
+    user = User.objects.create_user("nurse", password="pw")
+    client.force_login(user)
+
+    client.post("/diagnose/", {"value": 1}, content_type="application/json")
+
+    (server,) = [s for s in otel_capture.spans() if s.kind.name == "SERVER"]
+    assert server.attributes["http.route"] == "diagnose/"
+    assert server.attributes["http.request.method"] == "POST"  # stable HTTP conventions
+    assert server.attributes["hcv.endpoint"] == "test_diagnosis"
+    assert server.attributes[PSEUDONYMOUS_USER_ID_KEY] == pseudonymize_user_id(user.pk, current_settings())
+    (endpoint_span,) = otel_capture.spans("test_diagnosis")
+    assert endpoint_span.parent.span_id == server.context.span_id
+
+
+def test_health_and_metrics_urls_are_not_traced(client, otel_capture):
+    assert client.get("/metrics/").status_code == 200
+    assert otel_capture.spans() == []
