@@ -105,13 +105,19 @@ class _SnapshotStore(MetricExporter):
                 )
             }
         )
+        # Periodic snapshots only: on-demand ones must not push the window's baseline out.
         self.snapshots: deque[Snapshot] = deque(maxlen=int(RETENTION_SECONDS / SNAPSHOT_INTERVAL_SECONDS) + 2)
         self.lock = threading.Lock()
+        self.on_demand = threading.local()
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         snapshot = snapshot_of(metrics_data, time.monotonic())
+        target = getattr(self.on_demand, "target", None)
+        if target is not None:
+            target.append(snapshot)
+            return MetricExportResult.SUCCESS
         with self.lock:
             self.snapshots.append(snapshot)
         return MetricExportResult.SUCCESS
@@ -133,16 +139,22 @@ class SummaryReader(PeriodicExportingMetricReader):
         super().__init__(self.store, export_interval_millis=export_interval_millis)
         SummaryReader.instance = self
 
-    def summary(self, window_seconds: float) -> dict[str, Any]:
-        now = time.monotonic()
-        with self.store.lock:
-            newest = self.store.snapshots[-1] if self.store.snapshots else None
-        if newest is None or now - newest.taken_at > 1.0:
+    def current(self) -> Snapshot:
+        """A snapshot taken now, kept out of the periodic history."""
+        taken: list[Snapshot] = []
+        self.store.on_demand.target = taken
+        try:
             self.collect()
+        finally:
+            self.store.on_demand.target = None
+        return taken[-1] if taken else Snapshot(time.monotonic())
+
+    def summary(self, window_seconds: float) -> dict[str, Any]:
+        latest = self.current()
         with self.store.lock:
             snapshots = list(self.store.snapshots)
-        latest = snapshots[-1] if snapshots else Snapshot(now)
-        baseline = next((s for s in reversed(snapshots) if s.taken_at <= now - window_seconds), Snapshot(now))
+        cutoff = latest.taken_at - window_seconds
+        baseline = next((s for s in reversed(snapshots) if s.taken_at <= cutoff), Snapshot(cutoff))
         return render(latest, baseline, window_seconds)
 
 

@@ -1,0 +1,243 @@
+"""Shared helpers for the stack/config tests (tests/stack).
+
+These tests check the shipped backend configuration: the collector config with
+the real collector binary built by ``scripts/stack.sh install``, the builder
+manifest, the Prometheus configs with promtool, the Jaeger config, the compose
+file and the stack script itself. They do not need the stack to be running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_SH = ROOT / "scripts" / "stack.sh"
+COLLECTOR_CONFIG = ROOT / "collector" / "otel-config.yaml"
+BUILDER_CONFIG = ROOT / "collector" / "builder-config.yaml"
+JAEGER_CONFIG = ROOT / "jaeger" / "config.yaml"
+PROM_DIR = ROOT / "prometheus"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+
+COMPONENT_KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
+
+# ${env:NAME} or ${env:NAME:-default}
+ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_yaml(path: Path):
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def resolve_env_defaults(text: str, env: dict[str, str] | None = None) -> str:
+    """Expand ${env:VAR:-default} the way the collector does for plain strings."""
+    env = env or {}
+
+    def repl(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        return default if default is not None else ""
+
+    return ENV_REF.sub(repl, text)
+
+
+def stack_bin(name: str) -> Path | None:
+    """Path of a binary built by `scripts/stack.sh install`, or None if not built."""
+    proc = subprocess.run(
+        ["bash", str(STACK_SH), "bin", name], capture_output=True, text=True, timeout=30
+    )
+    path = Path(proc.stdout.strip()) if proc.stdout.strip() else None
+    if proc.returncode != 0 or path is None or not os.access(path, os.X_OK):
+        return None
+    return path
+
+
+@pytest.fixture(scope="session")
+def collector_bin() -> Path:
+    path = stack_bin("collector")
+    if path is None:
+        pytest.skip("collector binary not built: run `scripts/stack.sh install` first")
+    return path
+
+
+@pytest.fixture(scope="session")
+def jaeger_bin() -> Path:
+    path = stack_bin("jaeger")
+    if path is None:
+        pytest.skip("jaeger binary not built: run `scripts/stack.sh install` first")
+    return path
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool not installed: run `scripts/stack.sh install` first")
+    return path
+
+
+@pytest.fixture(scope="session")
+def collector_config() -> dict:
+    return load_yaml(COLLECTOR_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def builder_config() -> dict:
+    return load_yaml(BUILDER_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def compose() -> dict:
+    return load_yaml(COMPOSE_FILE)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http_ok(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def post_json(url: str, payload: dict, timeout: float = 5) -> int:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.status
+
+
+class RunningCollector:
+    def __init__(self, proc: subprocess.Popen, ports: dict[str, int], stderr_path: Path, sink: Path):
+        self.proc = proc
+        self.ports = ports
+        self.stderr_path = stderr_path
+        self.sink = sink
+
+    @property
+    def otlp_http(self) -> str:
+        return f"http://127.0.0.1:{self.ports['otlp_http']}"
+
+    def output(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+
+@contextlib.contextmanager
+def run_collector(binary: Path, tmp_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[RunningCollector]:
+    """Run the real collector with collector/otel-config.yaml on free ports.
+
+    The shipped file is used verbatim except for its fixed port numbers, which
+    are swapped for free ones so the test never collides with a running stack.
+    """
+    ports = {
+        "otlp_grpc": free_port(),
+        "otlp_http": free_port(),
+        "prom": free_port(),
+        "selfmetrics": free_port(),
+        "health": free_port(),
+        "zpages": free_port(),
+        "jaeger": free_port(),  # nothing listens there: trace export just retries
+    }
+    text = COLLECTOR_CONFIG.read_text(encoding="utf-8")
+    for old, key in (
+        (':4317"', "otlp_grpc"),
+        (':4318"', "otlp_http"),
+        (':8889"', "prom"),
+        (':13133"', "health"),
+        (':55679"', "zpages"),
+    ):
+        assert text.count(old) == 1, f"expected exactly one {old!r} in otel-config.yaml"
+        text = text.replace(old, f':{ports[key]}"')
+    assert text.count("port: 8888") == 1
+    text = text.replace("port: 8888", f"port: {ports['selfmetrics']}")
+    cfg = tmp_path / "otel-config.yaml"
+    cfg.write_text(text, encoding="utf-8")
+    sink = tmp_path / "sink" / "logs.jsonl"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "OTEL_COLLECTOR_BIND": "127.0.0.1",
+        "JAEGER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports['jaeger']}",
+        "OTEL_HCV_LOG_SINK": str(sink),
+    }
+    env.update(extra_env or {})
+    stderr_path = tmp_path / "collector.out"
+    with open(stderr_path, "wb") as out:
+        proc = subprocess.Popen([str(binary), "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        ok = wait_http_ok(f"http://127.0.0.1:{ports['health']}/", timeout=30)
+        if not ok:
+            proc.kill()
+            proc.wait(timeout=10)
+            pytest.fail("collector did not become healthy:\n" + stderr_path.read_text(errors="replace")[-4000:])
+        yield RunningCollector(proc, ports, stderr_path, sink)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def stack() -> SimpleNamespace:
+    """Paths and helpers for the test modules (they import nothing from here)."""
+    return SimpleNamespace(
+        ROOT=ROOT,
+        STACK_SH=STACK_SH,
+        COLLECTOR_CONFIG=COLLECTOR_CONFIG,
+        BUILDER_CONFIG=BUILDER_CONFIG,
+        JAEGER_CONFIG=JAEGER_CONFIG,
+        PROM_DIR=PROM_DIR,
+        COMPOSE_FILE=COMPOSE_FILE,
+        COMPONENT_KINDS=COMPONENT_KINDS,
+        ENV_REF=ENV_REF,
+        load_yaml=load_yaml,
+        resolve_env_defaults=resolve_env_defaults,
+        run_collector=run_collector,
+        free_port=free_port,
+        post_json=post_json,
+        wait_for=wait_for,
+        wait_http_ok=wait_http_ok,
+    )
