@@ -1,0 +1,83 @@
+"""scripts/stack.sh: syntax, usage text, and the commands that need no running stack."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+
+def run(stack, *args, env_extra=None, timeout=60):
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    return subprocess.run(["bash", str(stack.STACK_SH), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_bash_syntax(stack):
+    proc = subprocess.run(["bash", "-n", str(stack.STACK_SH)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = stack.STACK_SH.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in text
+
+
+def test_help_lists_every_command(stack):
+    proc = run(stack, "--help")
+    assert proc.returncode == 0
+    usage = proc.stdout
+    dispatch = stack.STACK_SH.read_text().split("main() {", 1)[1]
+    commands = set(re.findall(r"^\s+([a-z]+)\)", dispatch, re.M))
+    assert {"install", "start", "stop", "restart", "status", "env", "validate", "bin"} <= commands
+    for cmd in commands:
+        assert re.search(rf"^  {cmd}\b", usage, re.M), f"--help does not document '{cmd}'"
+    for component in ("postgres", "redis", "jaeger", "collector", "prometheus"):
+        assert component in usage
+
+
+def test_unknown_command_fails(stack):
+    proc = run(stack, "frobnicate")
+    assert proc.returncode == 2
+    assert "Usage:" in proc.stderr
+
+
+def test_unknown_component_fails(stack, tmp_path):
+    proc = run(stack, "stop", "mysql", env_extra={"OTEL_HCV_STATE": str(tmp_path)})
+    assert proc.returncode != 0
+    assert "unknown component" in proc.stderr
+
+
+def test_env_output(stack):
+    proc = run(stack, "env", env_extra={"OTEL_HCV_STATE": "/srv/x", "OTEL_HCV_PG_PORT": "6000"})
+    assert proc.returncode == 0
+    exports = dict(re.findall(r"^export (\w+)=(.*)$", proc.stdout, re.M))
+    assert exports == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "HCV_DATABASE_URL": "postgres://hcv:hcv@127.0.0.1:6000/hcv",
+        "HCV_REDIS_URL": "redis://127.0.0.1:56379/0",
+        "JAEGER_QUERY_URL": "http://127.0.0.1:16686",
+        "PROMETHEUS_URL": "http://127.0.0.1:9090",
+        "COLLECTOR_LOG_SINK": "/srv/x/collector/logs.jsonl",
+    }
+
+
+def test_bin_reports_missing_build(stack, tmp_path):
+    proc = run(stack, "bin", "collector", env_extra={"OTEL_HCV_CACHE": str(tmp_path)})
+    assert proc.returncode == 1
+    path = proc.stdout.strip()
+    assert path.startswith(str(tmp_path) + "/bin/otelcol-hcv-0.159.0-")
+
+
+def test_status_on_empty_state_reports_stopped(stack, tmp_path):
+    proc = run(stack, "status", env_extra={"OTEL_HCV_STATE": str(tmp_path), "OTEL_HCV_PG_PORT": "1",
+                                          "OTEL_HCV_REDIS_PORT": "1"})
+    assert proc.returncode == 1
+    for component in ("postgres", "redis", "jaeger", "collector", "prometheus"):
+        assert re.search(rf"^{component}\s+stopped", proc.stdout, re.M), proc.stdout
+
+
+def test_validate_command(stack, collector_bin, promtool):
+    proc = run(stack, "validate", timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all configs valid" in proc.stderr
