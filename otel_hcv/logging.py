@@ -14,12 +14,13 @@ import logging
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
 from otel_hcv import context, privacy, sdk
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-_PLAN_EXTRAS = ("user_id", "request_id", "ip_address", "endpoint")
+_DROPPED_EXTRAS = frozenset({"request"})
 _OWN_FIELDS = frozenset(
     {"timestamp", "level", "logger", "message", "trace_id", "span_id", "trace_flags", "exception"}
 )
@@ -57,13 +58,9 @@ class StructuredFormatter(logging.Formatter):
             entry["trace_id"] = format(span_context.trace_id, "032x")
             entry["span_id"] = format(span_context.span_id, "016x")
             entry["trace_flags"] = format(span_context.trace_flags, "02x")
-        request_id = getattr(record, "request_id", None) or context.request_id.get()
-        if request_id:
-            entry["request_id"] = str(request_id)
-        for key, value in vars(record).items():
-            if key in _RECORD_ATTRIBUTES or key in _OWN_FIELDS or key == "request_id":
-                continue
-            entry[key] = self._extra(key, value, settings)
+        for key, value in safe_extras(record, settings).items():
+            if key not in _OWN_FIELDS:
+                entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = {
                 "type": record.exc_info[0].__qualname__,
@@ -72,16 +69,49 @@ class StructuredFormatter(logging.Formatter):
             }
         return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
 
-    @staticmethod
-    def _extra(key: str, value: Any, settings: Any) -> Any:
+
+def safe_extras(record: logging.LogRecord, settings: Any) -> dict[str, Any]:
+    """The ``extra=`` fields of a record as they may leave the process.
+
+    User ids are pseudonymised, IP addresses dropped or truncated, deny-listed keys and
+    sensitive-looking strings redacted, other values made JSON-safe. Django's ``request``
+    extra (a request or socket object whose text holds the query string) is left out:
+    the request id identifies the request instead.
+    """
+    extras: dict[str, Any] = {}
+    for key, value in vars(record).items():
+        if key in _RECORD_ATTRIBUTES or key in _DROPPED_EXTRAS:
+            continue
         if key == "user_id":
             user = privacy.user_attributes(value, settings)  # pseudonymised unless configured
-            return next(iter(user.values()), None)
-        if key == "ip_address":
-            return privacy.client_ip(value, settings)
-        if privacy.is_sensitive_key(key, settings):
-            return privacy.REDACTED
-        return privacy.redact(_json_safe(value), settings)
+            extras[key] = next(iter(user.values()), None)
+        elif key == "ip_address":
+            extras[key] = privacy.client_ip(value, settings)
+        elif privacy.is_sensitive_key(key, settings):
+            extras[key] = privacy.REDACTED
+        else:
+            extras[key] = privacy.redact(_json_safe(value), settings)
+    request_id = extras.get("request_id") or context.request_id.get()
+    if request_id:
+        extras["request_id"] = str(request_id)
+    return extras
+
+
+class OtlpLoggingHandler(LoggingHandler):
+    """The OpenTelemetry logging handler, fed a copy of each record that holds only what
+    may leave the process (the same rules as the JSON console lines)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            settings = sdk.current_settings()
+            fields = {k: v for k, v in vars(record).items() if k in _RECORD_ATTRIBUTES}
+            fields.update(safe_extras(record, settings))
+            fields["msg"] = privacy.redact_text(_message_of(record))
+            fields["args"] = None
+            safe = logging.makeLogRecord(fields)
+        except Exception:  # telemetry never breaks logging
+            return
+        super().emit(safe)
 
 
 def _message_of(record: logging.LogRecord) -> str:

@@ -38,6 +38,9 @@ OTEL_ENV_DEFAULTS: Mapping[str, str] = {
     "OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318",
     # The stable HTTP semantic conventions (http.request.method, url.path, ...).
     "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
+    # opentelemetry-instrumentation-logging would add a second OTLP handler that exports
+    # records unredacted; ours (otel_hcv.logging.OtlpLoggingHandler) replaces it.
+    "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION": "false",
 }
 
 
@@ -191,17 +194,22 @@ def attach_logging_handler(telemetry: Telemetry | None = None) -> None:
     Idempotent, and safe to call again after Django's ``dictConfig`` replaced the root
     logger's handlers (the app's ``ready()`` does).
     """
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    from opentelemetry.instrumentation.logging.handler import _overwrite_logging_config_fns
+
+    from otel_hcv.logging import OtlpLoggingHandler
 
     telemetry = telemetry or active()
     if telemetry is None:
         return
     root = logging.getLogger()
     if telemetry.logging_handler is None:
-        telemetry.logging_handler = LoggingHandler(
+        telemetry.logging_handler = OtlpLoggingHandler(
             level=logging.getLevelName(telemetry.settings.otlp_log_level),
             logger_provider=get_logger_provider(),
         )
+        # wsgi.py's django.setup() applies LOGGING again after the apps are ready;
+        # upstream's wrapper keeps this handler on the root logger through dictConfig.
+        _overwrite_logging_config_fns(telemetry.logging_handler)
     if telemetry.logging_handler not in root.handlers:
         root.addHandler(telemetry.logging_handler)
 

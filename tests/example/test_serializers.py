@@ -154,3 +154,17 @@ def test_error_messages_do_not_repeat_submitted_values(lab_values):
     errors = str(errors_for(lab_values))
     for submitted in ("4.123", "7512.5", "male-ish", "98.76"):
         assert submitted not in errors
+
+
+def test_readme_table_states_the_same_ranges():
+    readme = TRAINING_DATA_PATH.parents[1] / "README.md"
+    table_rows = {}
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| "):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            table_rows[cells[0]] = cells
+    for field, plausible in PLAUSIBLE_RANGES.items():
+        _, _, unit, accepted, in_data_set = table_rows[field]
+        assert unit == plausible.unit
+        assert accepted == f"{plausible.minimum:g} to {plausible.maximum:g}"
+        assert in_data_set == f"{plausible.data_set_minimum:g} to {plausible.data_set_maximum:g}"

@@ -190,6 +190,20 @@ def test_no_lab_value_in_any_exported_byte(exported):
     assert "canary-clinician-7731" not in decoded
 
 
+def test_log_records_exported_once_with_trace_context(exported):
+    receiver, *_ = exported
+    spans = {s.span_id: s for _, s in receiver.spans()}
+    received = [r for _, r in receiver.log_records() if r.body.string_value == "Diagnosis request received"]
+    assert len(received) == 4  # once per request: no second OTLP handler
+    for record in received:
+        attrs = attributes(record.attributes)
+        assert record.span_id in spans and spans[record.span_id].trace_id == record.trace_id
+        assert re.fullmatch(r"[0-9a-f]{32}", attrs["request_id"])
+        assert attrs["endpoint"] == "hcv_diagnosis"
+    for _, record in receiver.log_records():
+        assert "request" not in attributes(record.attributes)  # Django's request/socket objects
+
+
 def test_one_process_one_instance(exported):
     receiver, *_ = exported
     instances = {resource["service.instance.id"] for resource, _ in receiver.spans()}
