@@ -1,4 +1,9 @@
-"""A loopback OTLP/HTTP receiver for tests: decodes what an exporter really sent."""
+"""A loopback OTLP/HTTP receiver that decodes what an exporter really sent.
+
+For integration tests (start a service with ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at
+``receiver.endpoint`` and read back its spans, metric points and log records) and for the
+demo when no collector runs. Listens on 127.0.0.1 only.
+"""
 
 from __future__ import annotations
 

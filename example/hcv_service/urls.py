@@ -1,5 +1,6 @@
-from diagnosis.views import DiagnoseAPIView, ObtainAuthTokenView
 from django.urls import include, path
+
+from diagnosis.views import DiagnoseAPIView, ObtainAuthTokenView
 
 urlpatterns = [
     path("api/diagnose/", DiagnoseAPIView.as_view(), name="diagnose"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from google.protobuf.json_format import MessageToJson
 
-from tests.support.otlp_receiver import OtlpReceiver, attributes
+from otel_hcv.receiver import OtlpReceiver, attributes
 from tests.support.service import (
     ServiceProcess,
     free_port,
