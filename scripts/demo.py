@@ -132,7 +132,9 @@ def report_from_backends(sent: list[tuple[str, str, int]], jaeger: str, promethe
         "diagnoses by outcome": "sum by (hcv_diagnosis_outcome) (hcv_diagnosis_requests_total)",
         "diagnosis p95 latency (s)": "histogram_quantile(0.95, sum by (le) (hcv_diagnosis_duration_seconds_bucket))",
         "API calls by status": "sum by (http_response_status_code) (hcv_api_requests_total)",
-        "span-metrics calls by span": 'sum by (span_name) (traces_span_metrics_calls_total{service_name="hcv-diagnosis"})',
+        "span-metrics calls by span": (
+            'sum by (span_name) (traces_span_metrics_calls_total{service_name="hcv-diagnosis"})'
+        ),
         "health check status": "hcv_health_status",
     }
     print(f"\nSeries in Prometheus ({prometheus}/graph):")

@@ -3,6 +3,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from diagnosis import model
 from diagnosis.categories import CATEGORIES, CATEGORY_LABELS
 

@@ -3,6 +3,7 @@ import math
 from typing import Any
 
 import pytest
+
 from diagnosis.model import TRAINING_DATA_PATH
 from diagnosis.serializers import PLAUSIBLE_RANGES, DiagnosisRequestSerializer
 

@@ -4,9 +4,10 @@ import runpy
 from pathlib import Path
 from typing import Any
 
-import hcv_service
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+
+import hcv_service
 
 SETTINGS_FILE = Path(hcv_service.__file__).with_name("settings.py")
 

@@ -6,9 +6,9 @@ These need the real otel_hcv package: ``otel_capture`` comes from its pytest plu
 import json
 
 import pytest
-from diagnosis import model
 from opentelemetry.trace import StatusCode
 
+from diagnosis import model
 from otel_hcv.metrics import CATEGORY, ERROR_TYPE, MODEL_VERSION
 
 pytestmark = pytest.mark.django_db

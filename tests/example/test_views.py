@@ -2,14 +2,15 @@ import json
 import logging
 
 import pytest
-from diagnosis import model
-from diagnosis.categories import CATEGORIES
-from diagnosis.exception_handler import api_exception_handler
-from diagnosis.models import DiagnosisRecord
 from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from diagnosis import model
+from diagnosis.categories import CATEGORIES
+from diagnosis.exception_handler import api_exception_handler
+from diagnosis.models import DiagnosisRecord
 
 DIAGNOSE_URL = "/api/diagnose/"
 

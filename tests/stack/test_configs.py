@@ -303,7 +303,7 @@ def test_spanmetrics_reach_prometheus_exporter(collector_bin, stack, tmp_path):
 class _Recorder(http.server.BaseHTTPRequestHandler):
     requests: list = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         self.rfile.read(length)
         type(self).requests.append((self.path, dict(self.headers.items())))

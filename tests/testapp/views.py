@@ -4,7 +4,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from otel_hcv import track_api_metrics, trace_diagnosis
+from otel_hcv import trace_diagnosis, track_api_metrics
 
 
 class EchoSerializer(serializers.Serializer):
