@@ -57,6 +57,23 @@ class Settings:
     # Window of the JSON metrics summary, in seconds.
     summary_window_seconds: int = 300
 
+    # Health checks (otel_hcv.health).
+    health_check_timeout: float = 3.0  # seconds per check
+    health_cache_seconds: float = 10.0  # results are reused this long
+    health_disk_paths: tuple[str, ...] = ("/",)
+    health_disk_min_free_bytes: int = 1024**3
+    health_disk_min_free_percent: float = 5.0
+    health_memory_max_percent: float = 90.0
+    health_token: str = ""  # bearer token that may read check details
+    health_checks: tuple[str, ...] = ()  # dotted paths of extra Check classes or instances
+    health_non_critical: tuple[str, ...] = ("disk", "memory")  # not consulted by /health/ready
+
+    # Sentry (otel_hcv.sentry): nothing is imported unless a DSN is set.
+    sentry_dsn: str = ""
+    sentry_environment: str = ""  # defaults to ENVIRONMENT
+    sentry_release: str = ""  # defaults to SERVICE_VERSION
+    sentry_send_spans: bool = False  # also export spans to Sentry's OTLP endpoint
+
     @property
     def all_sensitive_keys(self) -> frozenset[str]:
         return frozenset(k.lower() for k in (*DEFAULT_SENSITIVE_KEYS, *self.sensitive_keys))
@@ -78,6 +95,14 @@ def _coerce(setting: str, name: str, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise ConfigurationError(f"{setting} must be a boolean (true/false), got {value!r}")
+    if isinstance(default, float):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{setting} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not number > 0 or number == float("inf"):
+            raise ConfigurationError(f"{setting} must be a positive number, got {value!r}")
+        return number
     if isinstance(default, int):
         try:
             number = int(value)

@@ -184,8 +184,14 @@ def _processor_overrides() -> dict[str, Any]:
 
 def _after_providers(telemetry: Telemetry) -> None:
     """The parts every setup shares once global providers exist."""
+    from otel_hcv import sentry
+    from otel_hcv.health import gauges
+
     attach_logging_handler(telemetry)
     instrument_django(telemetry.settings)
+    gauges.register_gauges(telemetry.settings)
+    # After the tracer provider exists: Sentry's OTLP bridge links errors to its traces.
+    sentry.setup(telemetry.settings)
 
 
 def attach_logging_handler(telemetry: Telemetry | None = None) -> None:

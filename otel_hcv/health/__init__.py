@@ -1,0 +1,1 @@
+"""Health checks: an HTTP endpoint and observable gauges."""
