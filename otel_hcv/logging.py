@@ -15,12 +15,15 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.trace import SpanContext
 
 from otel_hcv import context, privacy, sdk
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _DROPPED_EXTRAS = frozenset({"request"})
+# Loggers of servers' access-log lines, written after the request's span has ended.
+ACCESS_LOGGERS = frozenset({"django.server", "gunicorn.access"})
 _OWN_FIELDS = frozenset(
     {"timestamp", "level", "logger", "message", "trace_id", "span_id", "trace_flags", "exception"}
 )
@@ -53,8 +56,8 @@ class StructuredFormatter(logging.Formatter):
             "logger": record.name,
             "message": privacy.redact_text(_message_of(record)),
         }
-        span_context = trace.get_current_span().get_span_context()
-        if span_context.is_valid:
+        span_context = record_span_context(record)
+        if span_context is not None:
             entry["trace_id"] = format(span_context.trace_id, "032x")
             entry["span_id"] = format(span_context.span_id, "016x")
             entry["trace_flags"] = format(span_context.trace_flags, "02x")
@@ -65,7 +68,7 @@ class StructuredFormatter(logging.Formatter):
             entry["exception"] = {
                 "type": record.exc_info[0].__qualname__,
                 "message": privacy.redact_text(str(record.exc_info[1])),
-                "stack": self.formatException(record.exc_info),
+                "stack": privacy.redact_text(self.formatException(record.exc_info)),
             }
         return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
 
@@ -91,10 +94,26 @@ def safe_extras(record: logging.LogRecord, settings: Any) -> dict[str, Any]:
             extras[key] = privacy.REDACTED
         else:
             extras[key] = privacy.redact(_json_safe(value), settings)
-    request_id = extras.get("request_id") or context.request_id.get()
+    finished = context.finished_request() if record.name in ACCESS_LOGGERS else None
+    request_id = extras.get("request_id") or context.request_id.get() or (finished and finished.request_id)
     if request_id:
         extras["request_id"] = str(request_id)
+    if "user_id" not in extras and (user := context.user_attributes.get()):
+        extras["user_id"] = next(iter(user.values()))
+    if "endpoint" not in extras and (endpoint := context.endpoint.get()):
+        extras["endpoint"] = endpoint
     return extras
+
+
+def record_span_context(record: logging.LogRecord) -> SpanContext | None:
+    """The span a record belongs to: the current one, or for a server's access-log line
+    (written after the request's span closed) the span of the request it describes."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        return span_context
+    if record.name in ACCESS_LOGGERS and (finished := context.finished_request()) is not None:
+        return finished.span_context if finished.span_context.is_valid else None
+    return None
 
 
 class OtlpLoggingHandler(LoggingHandler):
@@ -111,7 +130,13 @@ class OtlpLoggingHandler(LoggingHandler):
             safe = logging.makeLogRecord(fields)
         except Exception:  # telemetry never breaks logging
             return
-        super().emit(safe)
+        span_context = record_span_context(record)
+        if span_context is None or trace.get_current_span().get_span_context().is_valid:
+            super().emit(safe)
+            return
+        # An access-log line: export it in the context of the request it describes.
+        with trace.use_span(trace.NonRecordingSpan(span_context)):
+            super().emit(safe)
 
 
 def _message_of(record: logging.LogRecord) -> str:

@@ -12,14 +12,13 @@ import inspect
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from otel_hcv import privacy, sdk
+from otel_hcv import context, privacy, sdk
 
 INSTRUMENTATION_SCOPE = "otel_hcv"
 
@@ -39,10 +38,6 @@ ERROR_TYPE = "error.type"
 METRIC_ATTRIBUTE_KEYS = frozenset({OUTCOME, CATEGORY, ENDPOINT, HTTP_METHOD, HTTP_STATUS, ERROR_TYPE})
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
-# The user of the request being served, so nested spans (the diagnosis) carry it too.
-current_user_attributes: ContextVar[dict[str, str] | None] = ContextVar(
-    "otel_hcv_user_attributes", default=None
-)
 
 
 def metric_attributes(**candidates: Any) -> dict[str, Any]:
@@ -153,7 +148,7 @@ def trace_diagnosis(model_version: str | None = None) -> Iterator[DiagnosisRecor
         "hcv.diagnosis", record_exception=False, set_status_on_exception=False
     ) as span:
         if span.is_recording():
-            user = current_user_attributes.get()
+            user = context.user_attributes.get()
             if user:
                 span.set_attributes(user)
             if model_version:
@@ -240,7 +235,8 @@ class _ApiCall:
         self.start = time.perf_counter()
         settings = sdk.current_settings()
         user = privacy.user_attributes(privacy.user_id_of(request), settings)
-        self.user_token = current_user_attributes.set(user)
+        self.user_token = context.user_attributes.set(user)
+        self.endpoint_token = context.endpoint.set(endpoint)
         server_span = trace.get_current_span()
         if server_span.is_recording():
             server_span.set_attributes({ENDPOINT: endpoint, **user})
@@ -270,7 +266,8 @@ class _ApiCall:
             )
         finally:
             self.span_context.__exit__(None, None, None)
-            current_user_attributes.reset(self.user_token)
+            context.user_attributes.reset(self.user_token)
+            context.endpoint.reset(self.endpoint_token)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

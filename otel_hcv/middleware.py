@@ -77,6 +77,7 @@ class RequestContextMiddleware:
                     request_id,
                 )
         request.request_id = request_id  # type: ignore[attr-defined]
+        context.set_finished_request(None)
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
@@ -90,4 +91,7 @@ class RequestContextMiddleware:
             user_id = privacy.user_id_of(request)
             if user_id is not None:
                 span.set_attributes(privacy.user_attributes(user_id, settings))
+        context.set_finished_request(
+            context.FinishedRequest(span.get_span_context(), request.request_id)  # type: ignore[attr-defined]
+        )
         return response

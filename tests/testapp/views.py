@@ -1,3 +1,5 @@
+import logging
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -5,6 +7,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from otel_hcv import trace_diagnosis, track_api_metrics
+
+logger = logging.getLogger(__name__)
 
 
 class EchoSerializer(serializers.Serializer):
@@ -25,6 +29,7 @@ class DiagnoseView(APIView):
 
 @track_api_metrics()
 def plain_view(request: HttpRequest) -> HttpResponse:
+    logger.info("plain view served")
     return HttpResponse("plain", status=201)
 
 
