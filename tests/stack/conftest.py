@@ -59,9 +59,7 @@ def resolve_env_defaults(text: str, env: dict[str, str] | None = None) -> str:
 
 def stack_bin(name: str) -> Path | None:
     """Path of a binary built by `scripts/stack.sh install`, or None if not built."""
-    proc = subprocess.run(
-        ["bash", str(STACK_SH), "bin", name], capture_output=True, text=True, timeout=30
-    )
+    proc = subprocess.run(["bash", str(STACK_SH), "bin", name], capture_output=True, text=True, timeout=30)
     path = Path(proc.stdout.strip()) if proc.stdout.strip() else None
     if proc.returncode != 0 or path is None or not os.access(path, os.X_OK):
         return None

@@ -69,7 +69,7 @@ def test_images_are_pinned(compose):
 def test_mounted_host_files_exist(compose, stack):
     checked = 0
     for name, svc in compose["services"].items():
-        for src, target, mode in bind_mounts(svc):
+        for src, _target, mode in bind_mounts(svc):
             if src.startswith("./.stack/"):
                 # Runtime data directory (gitignored), created on `up`.
                 assert mode != "ro", f"{name}: data dir {src} mounted read-only"

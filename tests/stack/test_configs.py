@@ -37,7 +37,10 @@ def run_validate(binary, config, env_extra=None, timeout=60):
     env.update(env_extra or {})
     return subprocess.run(
         [str(binary), "validate", "--config", str(config)],
-        capture_output=True, text=True, timeout=timeout, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -79,8 +82,10 @@ def binary_components(collector_bin) -> dict[str, set[str]]:
     import yaml
 
     data = yaml.safe_load(proc.stdout)
-    return {kind: {c["name"] for c in data.get(kind) or []} for kind in
-            ("receivers", "processors", "exporters", "connectors", "extensions")}
+    return {
+        kind: {c["name"] for c in data.get(kind) or []}
+        for kind in ("receivers", "processors", "exporters", "connectors", "extensions")
+    }
 
 
 def test_config_components_equal_builder_manifest(collector_bin, collector_config, builder_config, stack):
@@ -93,12 +98,32 @@ def test_config_components_equal_builder_manifest(collector_bin, collector_confi
         assert len(manifest) == len(built[kind]), f"{kind}: manifest {manifest} vs binary {sorted(built[kind])}"
 
 
+KIND_SUFFIX = {
+    "receivers": "receiver",
+    "processors": "processor",
+    "exporters": "exporter",
+    "connectors": "connector",
+    "extensions": "extension",
+}
+
+
+def test_builder_manifest_matches_config_statically(collector_config, builder_config, stack):
+    """Without the binary: module otlphttpexporter <-> type otlp_http, and so on."""
+    for kind in stack.COMPONENT_KINDS:
+        used = {component_type(cid).replace("_", "") for cid in (collector_config.get(kind) or {})}
+        modules = [e["gomod"].split()[0].rsplit("/", 1)[1] for e in builder_config.get(kind) or []]
+        assert all(m.endswith(KIND_SUFFIX[kind]) for m in modules), modules
+        listed = {m[: -len(KIND_SUFFIX[kind])] for m in modules}
+        assert len(listed) == len(modules), f"{kind}: duplicate modules"
+        assert listed == used, f"{kind}: manifest {sorted(listed)} vs config {sorted(used)}"
+
+
 def test_builder_versions_are_consistent(builder_config, stack, compose):
     version = builder_config["dist"]["version"]
     core = f"v{version}"
     for kind in (*stack.COMPONENT_KINDS, "providers"):
         for entry in builder_config.get(kind) or []:
-            module, mod_version = entry["gomod"].split()
+            _module, mod_version = entry["gomod"].split()
             if kind == "providers":
                 assert mod_version.startswith("v1."), entry
             else:
@@ -154,20 +179,73 @@ def test_every_address_comes_from_env(collector_config, stack):
 # scrub processor
 # --------------------------------------------------------------------------
 MUST_DELETE = [
-    "age", "AGE", "sex", "alb", "ALP", "alt", "ast", "bil", "che", "chol", "crea", "ggt", "prot",
-    "hcv.lab.alt", "hcv.lab.ALB", "hcv.lab.anything", "patient.age", "patient_sex", "lab.ggt",
-    "password", "db.password", "user_password", "token", "access_token", "secret", "client_secret",
-    "authorization", "http.request.header.authorization", "cookie", "http.request.header.cookie",
-    "http.response.header.set-cookie", "session", "session.id", "django.session_key",
-    "email", "user.email", "http.request.body", "user.name", "enduser.id", "client.address",
-    "net.peer.ip", "net.sock.peer.addr", "http.client_ip",
+    "age",
+    "AGE",
+    "sex",
+    "alb",
+    "ALP",
+    "alt",
+    "ast",
+    "bil",
+    "che",
+    "chol",
+    "crea",
+    "ggt",
+    "prot",
+    "hcv.lab.alt",
+    "hcv.lab.ALB",
+    "hcv.lab.anything",
+    "patient.age",
+    "patient_sex",
+    "lab.ggt",
+    "password",
+    "db.password",
+    "user_password",
+    "token",
+    "access_token",
+    "secret",
+    "client_secret",
+    "authorization",
+    "http.request.header.authorization",
+    "cookie",
+    "http.request.header.cookie",
+    "http.response.header.set-cookie",
+    "session",
+    "session.id",
+    "django.session_key",
+    "email",
+    "user.email",
+    "http.request.body",
+    "user.name",
+    "enduser.id",
+    "client.address",
+    "net.peer.ip",
+    "net.sock.peer.addr",
+    "http.client_ip",
 ]
 MUST_KEEP = [
-    "service.name", "service.version", "deployment.environment", "http.route",
-    "http.request.method", "http.response.status_code", "url.path", "server.address",
-    "user_agent.original", "http.request.body.size", "db.system", "db.statement",
-    "hcv.diagnosis.outcome", "hcv.model.version", "enduser.pseudo.id", "span.kind",
-    "message", "page", "stage", "category", "salt", "altitude",
+    "service.name",
+    "service.version",
+    "deployment.environment",
+    "http.route",
+    "http.request.method",
+    "http.response.status_code",
+    "url.path",
+    "server.address",
+    "user_agent.original",
+    "http.request.body.size",
+    "db.system",
+    "db.statement",
+    "hcv.diagnosis.outcome",
+    "hcv.model.version",
+    "enduser.pseudo.id",
+    "span.kind",
+    "message",
+    "page",
+    "stage",
+    "category",
+    "salt",
+    "altitude",
 ]
 
 
@@ -186,8 +264,9 @@ def scrub_patterns(collector_config) -> list[str]:
 
 def test_scrub_covers_every_context(collector_config):
     scrub = collector_config["processors"]["transform/scrub"]
-    contexts = {key: {g["context"] for g in scrub[key]} for key in
-                ("trace_statements", "metric_statements", "log_statements")}
+    contexts = {
+        key: {g["context"] for g in scrub[key]} for key in ("trace_statements", "metric_statements", "log_statements")
+    }
     assert contexts == {
         "trace_statements": {"resource", "span", "spanevent"},
         "metric_statements": {"resource", "datapoint"},
@@ -218,24 +297,40 @@ def _attrs(d: dict) -> list[dict]:
 
 
 SENSITIVE = {
-    "hcv.lab.alt": "SENSITIVE-1", "ALT": "SENSITIVE-2", "patient.age": "SENSITIVE-3",
-    "user.email": "SENSITIVE-4", "http.request.header.authorization": "SENSITIVE-5",
-    "enduser.id": "SENSITIVE-6", "client.address": "SENSITIVE-7", "sex": "SENSITIVE-8",
+    "hcv.lab.alt": "SENSITIVE-1",
+    "ALT": "SENSITIVE-2",
+    "patient.age": "SENSITIVE-3",
+    "user.email": "SENSITIVE-4",
+    "http.request.header.authorization": "SENSITIVE-5",
+    "enduser.id": "SENSITIVE-6",
+    "client.address": "SENSITIVE-7",
+    "sex": "SENSITIVE-8",
 }
 SAFE = {"http.route": "SAFE-ROUTE", "hcv.diagnosis.outcome": "SAFE-OUTCOME"}
 
 
 def test_scrub_removes_keys_from_logs_end_to_end(collector_bin, stack, tmp_path):
     """Real collector: a log record with health data reaches the sink without it."""
-    payload = {"resourceLogs": [{
-        "resource": {"attributes": _attrs({"service.name": "scrub-test", "user.name": "SENSITIVE-9"})},
-        "scopeLogs": [{"scope": {"name": "t"}, "logRecords": [{
-            "timeUnixNano": str(time.time_ns()),
-            "severityText": "INFO",
-            "body": {"stringValue": "diagnosis done"},
-            "attributes": _attrs({**SENSITIVE, **SAFE}),
-        }]}],
-    }]}
+    payload = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": _attrs({"service.name": "scrub-test", "user.name": "SENSITIVE-9"})},
+                "scopeLogs": [
+                    {
+                        "scope": {"name": "t"},
+                        "logRecords": [
+                            {
+                                "timeUnixNano": str(time.time_ns()),
+                                "severityText": "INFO",
+                                "body": {"stringValue": "diagnosis done"},
+                                "attributes": _attrs({**SENSITIVE, **SAFE}),
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     with stack.run_collector(collector_bin, tmp_path) as col:
         assert stack.post_json(col.otlp_http + "/v1/logs", payload) == 200
         assert stack.wait_for(lambda: col.sink.exists() and col.sink.stat().st_size > 0, timeout=15), col.output()
@@ -251,17 +346,36 @@ def test_scrub_removes_keys_from_logs_end_to_end(collector_bin, stack, tmp_path)
 def test_scrub_removes_keys_from_spans_and_events(collector_bin, stack, tmp_path):
     """Real collector, debug exporter via the vendor slot: spans leave without health data."""
     now = time.time_ns()
-    payload = {"resourceSpans": [{
-        "resource": {"attributes": _attrs({"service.name": "scrub-test", "hcv.lab.ggt": "SENSITIVE-R"})},
-        "scopeSpans": [{"scope": {"name": "t"}, "spans": [{
-            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
-            "name": "GET /diagnose", "kind": 2,
-            "startTimeUnixNano": str(now - 5_000_000), "endTimeUnixNano": str(now),
-            "attributes": _attrs({**SENSITIVE, **SAFE}),
-            "events": [{"timeUnixNano": str(now), "name": "lab",
-                        "attributes": _attrs({"hcv.lab.bil": "SENSITIVE-E", "step": "SAFE-EVENT"})}],
-        }]}],
-    }]}
+    payload = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _attrs({"service.name": "scrub-test", "hcv.lab.ggt": "SENSITIVE-R"})},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "t"},
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "name": "GET /diagnose",
+                                "kind": 2,
+                                "startTimeUnixNano": str(now - 5_000_000),
+                                "endTimeUnixNano": str(now),
+                                "attributes": _attrs({**SENSITIVE, **SAFE}),
+                                "events": [
+                                    {
+                                        "timeUnixNano": str(now),
+                                        "name": "lab",
+                                        "attributes": _attrs({"hcv.lab.bil": "SENSITIVE-E", "step": "SAFE-EVENT"}),
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     env = {"OTEL_HCV_VENDOR_EXPORTER": "debug", "OTEL_HCV_DEBUG_VERBOSITY": "detailed"}
     with stack.run_collector(collector_bin, tmp_path, env) as col:
         assert stack.post_json(col.otlp_http + "/v1/traces", payload) == 200
@@ -273,15 +387,29 @@ def test_scrub_removes_keys_from_spans_and_events(collector_bin, stack, tmp_path
 
 def test_spanmetrics_reach_prometheus_exporter(collector_bin, stack, tmp_path):
     now = time.time_ns()
-    payload = {"resourceSpans": [{
-        "resource": {"attributes": _attrs({"service.name": "spanmetrics-test"})},
-        "scopeSpans": [{"scope": {"name": "t"}, "spans": [{
-            "traceId": "5b8efff798038103d269b633813fc60d", "spanId": "eee19b7ec3c1b175",
-            "name": "GET /diagnose", "kind": 2,
-            "startTimeUnixNano": str(now - 5_000_000), "endTimeUnixNano": str(now),
-            "attributes": _attrs({"http.route": "/diagnose", "http.request.method": "GET"}),
-        }]}],
-    }]}
+    payload = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _attrs({"service.name": "spanmetrics-test"})},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "t"},
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60d",
+                                "spanId": "eee19b7ec3c1b175",
+                                "name": "GET /diagnose",
+                                "kind": 2,
+                                "startTimeUnixNano": str(now - 5_000_000),
+                                "endTimeUnixNano": str(now),
+                                "attributes": _attrs({"http.route": "/diagnose", "http.request.method": "GET"}),
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
 
     with stack.run_collector(collector_bin, tmp_path) as col:
         assert stack.post_json(col.otlp_http + "/v1/traces", payload) == 200
@@ -339,8 +467,14 @@ def test_vendor_forwarding_switch(collector_bin, stack, tmp_path, headers):
             "OTEL_HCV_VENDOR_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
             "OTEL_HCV_VENDOR_HEADERS": json.dumps(headers),
         }
-        payload = {"resourceLogs": [{"resource": {"attributes": _attrs({"service.name": "vendor-test"})},
-                                     "scopeLogs": [{"logRecords": [{"body": {"stringValue": "hi"}}]}]}]}
+        payload = {
+            "resourceLogs": [
+                {
+                    "resource": {"attributes": _attrs({"service.name": "vendor-test"})},
+                    "scopeLogs": [{"logRecords": [{"body": {"stringValue": "hi"}}]}],
+                }
+            ]
+        }
         with stack.run_collector(collector_bin, tmp_path, env) as col:
             assert stack.post_json(col.otlp_http + "/v1/logs", payload) == 200
             got = stack.wait_for(lambda: [r for r in Handler.requests if r[0] == "/v1/logs"], timeout=15)
@@ -348,7 +482,7 @@ def test_vendor_forwarding_switch(collector_bin, stack, tmp_path, headers):
     finally:
         server.shutdown()
         server.server_close()
-    path, received = got[0]
+    _path, received = got[0]
     received = {k.lower(): v for k, v in received.items()}
     for name, value in headers.items():
         assert received.get(name.lower()) == value
@@ -371,7 +505,10 @@ def _ports(text: str) -> set[int]:
 def test_jaeger_config_validates(jaeger_bin, stack):
     proc = subprocess.run(
         [str(jaeger_bin), "validate", "--config", str(stack.JAEGER_CONFIG)],
-        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -392,8 +529,9 @@ def test_jaeger_and_collector_ports_do_not_collide(stack, collector_config):
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["prometheus.yml", "prometheus.compose.yml"])
 def test_promtool_check_config(promtool, stack, name):
-    proc = subprocess.run([promtool, "check", "config", str(stack.PROM_DIR / name)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [promtool, "check", "config", str(stack.PROM_DIR / name)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout + proc.stderr
 
@@ -415,10 +553,13 @@ def test_prometheus_scrapes_collector(stack, collector_config):
     cfg = stack.load_yaml(stack.PROM_DIR / "prometheus.yml")
     assert cfg["global"]["scrape_interval"] == "5s"
     assert cfg["rule_files"] == ["rules.yml"]
-    targets = {job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
-               for job in cfg["scrape_configs"]}
-    exporter_port = stack.resolve_env_defaults(collector_config["exporters"]["prometheus"]["endpoint"]).rsplit(":", 1)[1]
-    telemetry_port = collector_config["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]["port"]
+    targets = {
+        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]] for job in cfg["scrape_configs"]
+    }
+    exporter_endpoint = stack.resolve_env_defaults(collector_config["exporters"]["prometheus"]["endpoint"])
+    exporter_port = exporter_endpoint.rsplit(":", 1)[1]
+    reader = collector_config["service"]["telemetry"]["metrics"]["readers"][0]
+    telemetry_port = reader["pull"]["exporter"]["prometheus"]["port"]
     assert targets["otel-collector-exporter"] == [f"127.0.0.1:{exporter_port}"]
     assert targets["otel-collector"] == [f"127.0.0.1:{telemetry_port}"]
     assert targets["prometheus"] == ["127.0.0.1:9090"]

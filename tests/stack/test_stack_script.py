@@ -10,8 +10,9 @@ import subprocess
 def run(stack, *args, env_extra=None, timeout=60):
     env = dict(os.environ)
     env.update(env_extra or {})
-    return subprocess.run(["bash", str(stack.STACK_SH), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        ["bash", str(stack.STACK_SH), *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_bash_syntax(stack):
@@ -70,8 +71,11 @@ def test_bin_reports_missing_build(stack, tmp_path):
 
 
 def test_status_on_empty_state_reports_stopped(stack, tmp_path):
-    proc = run(stack, "status", env_extra={"OTEL_HCV_STATE": str(tmp_path), "OTEL_HCV_PG_PORT": "1",
-                                          "OTEL_HCV_REDIS_PORT": "1"})
+    proc = run(
+        stack,
+        "status",
+        env_extra={"OTEL_HCV_STATE": str(tmp_path), "OTEL_HCV_PG_PORT": "1", "OTEL_HCV_REDIS_PORT": "1"},
+    )
     assert proc.returncode == 1
     for component in ("postgres", "redis", "jaeger", "collector", "prometheus"):
         assert re.search(rf"^{component}\s+stopped", proc.stdout, re.M), proc.stdout

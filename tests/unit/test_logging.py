@@ -45,9 +45,7 @@ def test_trace_and_request_ids_inside_a_span():
 
 
 def test_plan_extras_keep_working_with_privacy_applied():
-    entry = json.loads(
-        render(user_id=42, request_id="abc", ip_address="203.0.113.77", endpoint="hcv_diagnosis")
-    )
+    entry = json.loads(render(user_id=42, request_id="abc", ip_address="203.0.113.77", endpoint="hcv_diagnosis"))
     assert entry["user_id"] == pseudonymize_user_id(42, current_settings())
     assert entry["request_id"] == "abc"
     assert entry["ip_address"] == "203.0.113.0"  # truncated to its /24 by default
@@ -59,7 +57,7 @@ def test_plan_extras_keep_working_with_privacy_applied():
     [
         'innocent"}\n{"level":"CRITICAL","message":"forged',
         "line one\r\nline two\u2028line three",
-        "quote \" backslash \\ tab \t nul \x00",
+        'quote " backslash \\ tab \t nul \x00',
     ],
 )
 def test_messages_cannot_forge_a_second_record(message):

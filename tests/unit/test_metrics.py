@@ -25,8 +25,7 @@ def test_record_diagnosis_records_histogram_and_counter(otel_capture):
     assert (success.count, success.sum) == (1, 0.25)
     assert (failure.count, failure.sum) == (1, 0.5)
     counts = {
-        p.attributes["hcv.diagnosis.outcome"]: p.value
-        for p in otel_capture.metric_points("hcv.diagnosis.requests")
+        p.attributes["hcv.diagnosis.outcome"]: p.value for p in otel_capture.metric_points("hcv.diagnosis.requests")
     }
     assert counts == {"success": 1, "failure": 1}
 
@@ -153,9 +152,7 @@ async def test_async_views(async_client, otel_capture):
 
 def test_metrics_collector_keeps_the_plan_names(otel_capture):
     MetricsCollector.record_diagnosis_metrics(duration=0.2, success=True, user_id=None)
-    MetricsCollector.record_api_metrics(
-        endpoint="hcv_diagnosis", method="post", status_code=201, duration=0.3
-    )
+    MetricsCollector.record_api_metrics(endpoint="hcv_diagnosis", method="post", status_code=201, duration=0.3)
 
     (diagnosis,) = otel_capture.metric_points("hcv.diagnosis.duration")
     assert (diagnosis.count, diagnosis.sum) == (1, 0.2)

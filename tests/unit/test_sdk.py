@@ -95,9 +95,7 @@ from django.conf import settings
 settings.configure(SECRET_KEY="k", INSTALLED_APPS=["otel_hcv"], OTEL_HCV={"SERVCE_NAME": "x"})
 django.setup()
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0
     assert "OTEL_HCV['SERVCE_NAME'] is not a known setting" in result.stderr
 
