@@ -1,0 +1,116 @@
+"""Read telemetry back from the real backends of the native stack (scripts/stack.sh)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+STACK_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "JAEGER_QUERY_URL", "PROMETHEUS_URL", "COLLECTOR_LOG_SINK",
+                   "HCV_DATABASE_URL", "HCV_REDIS_URL")  # fmt: skip
+
+
+def stack_env() -> dict[str, str]:
+    """The stack's addresses, as `scripts/stack.sh env` exports them for the test run."""
+    missing = [name for name in STACK_VARIABLES if not os.environ.get(name)]
+    if missing:
+        pytest.fail(
+            f"the backend stack is not configured ({', '.join(missing)} unset): run the tests with "
+            'scripts/test.sh, or `scripts/stack.sh start` and `eval "$(scripts/stack.sh env)"`'
+        )
+    return {name: os.environ[name] for name in STACK_VARIABLES}
+
+
+def get_json(url: str, timeout: float = 10.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def eventually(fetch: Callable[[], T | None], timeout: float = 45.0, interval: float = 1.0) -> T:
+    """The first truthy result of ``fetch``; fails the test with the last error after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = fetch()
+            if result:
+                return result
+        except (OSError, KeyError, ValueError, urllib.error.HTTPError) as error:
+            last_error = error
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout}s waiting for {getattr(fetch, '__name__', fetch)}: {last_error}")
+        time.sleep(interval)
+
+
+class Jaeger:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        """Spans of a trace via the v1 JSON API, with tags flattened; [] when absent."""
+        try:
+            data = get_json(f"{self.url}/api/traces/{trace_id}")["data"]
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return []
+            raise
+        if not data:
+            return []
+        processes = data[0]["processes"]
+        spans = []
+        for span in data[0]["spans"]:
+            parents = [r["spanID"] for r in span.get("references", []) if r["refType"] == "CHILD_OF"]
+            spans.append({
+                "trace_id": span["traceID"], "span_id": span["spanID"], "parent": parents[0] if parents else None,
+                "name": span["operationName"], "tags": {t["key"]: t["value"] for t in span["tags"]},
+                "process": {t["key"]: t["value"] for t in processes[span["processID"]]["tags"]},
+                "service": processes[span["processID"]]["serviceName"], "logs": span.get("logs", []),
+            })  # fmt: skip
+        return spans
+
+    def traces_of(self, service: str, limit: int = 200) -> list[Any]:
+        query = urllib.parse.urlencode({"service": service, "limit": limit, "lookback": "1h"})
+        return get_json(f"{self.url}/api/traces?{query}")["data"]
+
+
+class Prometheus:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        return get_json(url)["data"]["result"]
+
+    def value(self, promql: str) -> float | None:
+        result = self.query(promql)
+        return float(result[0]["value"][1]) if result else None
+
+    def series(self, match: str) -> list[dict[str, str]]:
+        url = f"{self.url}/api/v1/series?{urllib.parse.urlencode({'match[]': match})}"
+        return get_json(url)["data"]
+
+
+def log_sink_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Log records in the collector's file sink (one OTLP/JSON export request per line)."""
+    sink = Path(path)
+    if not sink.exists():
+        return
+    for line in sink.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        for resource_logs in request.get("resourceLogs", []):
+            resource = {a["key"]: a["value"] for a in resource_logs.get("resource", {}).get("attributes", [])}
+            for scope_logs in resource_logs.get("scopeLogs", []):
+                for record in scope_logs.get("logRecords", []):
+                    yield {"resource": resource, **record}
