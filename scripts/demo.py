@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,7 @@ def prometheus_query(prometheus: str, query: str) -> list[dict[str, Any]]:
     return get_json(url)["data"]["result"]
 
 
-def report_from_backends(sent: list[tuple[str, str, int]], jaeger: str, prometheus: str) -> None:
+def report_from_backends(sent: list[tuple[str, str, int]], jaeger: str, prometheus: str, instance: str) -> None:
     print("\nTraces in Jaeger:")
     for label, trace_id, _ in sent:
         print(f"  {label:28} {jaeger}/trace/{trace_id}")
@@ -128,21 +129,26 @@ def report_from_backends(sent: list[tuple[str, str, int]], jaeger: str, promethe
         print_span_tree(spans)
     else:
         print("    (not in Jaeger after 30 s: is the collector running? scripts/stack.sh status)")
+    # This run's series only: the collector turns service.instance.id into the instance label.
+    this_run = f'instance="{instance}"'
     queries = {
-        "diagnoses by outcome": "sum by (hcv_diagnosis_outcome) (hcv_diagnosis_requests_total)",
-        "diagnosis p95 latency (s)": "histogram_quantile(0.95, sum by (le) (hcv_diagnosis_duration_seconds_bucket))",
-        "API calls by status": "sum by (http_response_status_code) (hcv_api_requests_total)",
-        "span-metrics calls by span": (
-            'sum by (span_name) (traces_span_metrics_calls_total{service_name="hcv-diagnosis"})'
+        "diagnoses by outcome": f"sum by (hcv_diagnosis_outcome) (hcv_diagnosis_requests_total{{{this_run}}})",
+        "diagnosis p95 latency (s)": (
+            f"histogram_quantile(0.95, sum by (le) (hcv_diagnosis_duration_seconds_bucket{{{this_run}}}))"
         ),
-        "health check status": "hcv_health_status",
+        "API calls by status": f"sum by (http_response_status_code) (hcv_api_requests_total{{{this_run}}})",
+        "span-metrics calls by span": f"sum by (span_name) (traces_span_metrics_calls_total{{{this_run}}})",
+        "health check status": f"hcv_health_status{{{this_run}}}",
     }
-    print(f"\nSeries in Prometheus ({prometheus}/graph):")
-    poll(lambda: prometheus_query(prometheus, queries["diagnoses by outcome"]), timeout=45)
+    print(f"\nSeries in Prometheus ({prometheus}/graph), scraped from the collector:")
     for title, query in queries.items():
-        results = prometheus_query(prometheus, query)
+        # Wait until a scrape has seen every request (the span-metrics connector flushes every 5 s).
+        results = poll(
+            lambda query=query: [r for r in prometheus_query(prometheus, query) if float(r["value"][1]) > 0],
+            timeout=20,
+        ) or prometheus_query(prometheus, query)
         print(f"  {title}:  {query}")
-        for result in results or [{"metric": {}, "value": [0, "(no data yet)"]}]:
+        for result in results or [{"metric": {}, "value": [0, "(no data)"]}]:
             print(f"      {json.dumps(result['metric'])} = {result['value'][1]}")
 
 
@@ -187,9 +193,11 @@ def main() -> int:
         if receiver
         else os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
     )
+    instance = str(uuid.uuid4())
     env = service_env(
         {
             "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_RESOURCE_ATTRIBUTES": f"service.instance.id={instance}",
             "OTEL_PYTHON_DISTRO": "otel_hcv",
             "OTEL_BSP_SCHEDULE_DELAY": "500",
             "OTEL_BLRP_SCHEDULE_DELAY": "500",
@@ -211,7 +219,7 @@ def main() -> int:
         if receiver:
             report_local(receiver, sent)
         else:
-            report_from_backends(sent, jaeger, prometheus)
+            report_from_backends(sent, jaeger, prometheus, instance)
     finally:
         service.stop()
         if receiver:

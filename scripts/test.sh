@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs the Python packages (.venv), the
+# Debian packages and Go-built binaries of the backend stack (cached outside the clone),
+# starts the stack, runs every test suite, and stops the stack again.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh -k health  extra arguments go to every pytest run
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n==> %s\n' "$*"; }
+failures=()
+
+step "Python environment"
+bash scripts/bootstrap.sh || exit 1
+PY=.venv/bin/python
+
+step "Backend stack: install (first run builds the collector and Jaeger: several minutes)"
+bash scripts/stack.sh install || exit 1
+step "Backend stack: start"
+bash scripts/stack.sh start || exit 1
+trap 'step "Backend stack: stop"; bash scripts/stack.sh stop' EXIT
+eval "$(bash scripts/stack.sh env)"
+
+step "Lint"
+.venv/bin/ruff check . || failures+=("ruff")
+
+# pytest exits 5 when it collected nothing: that is a failure here, not a pass.
+run_pytest() {
+  local name="$1"; shift
+  step "pytest: $name"
+  "$PY" -m pytest "$@"
+  local status=$?
+  if [ "$status" -ne 0 ]; then
+    [ "$status" -eq 5 ] && echo "pytest ($name) collected no tests"
+    failures+=("$name")
+  fi
+}
+
+run_pytest "package, integration, stack and end-to-end" tests/unit tests/integration tests/stack tests/e2e "$@"
+run_pytest "example service" tests/example -p no:cacheprovider --ds=hcv_service.settings "$@"
+
+if [ "${#failures[@]}" -ne 0 ]; then
+  printf '\nFAILED: %s\n' "${failures[*]}"
+  exit 1
+fi
+printf '\nAll test suites passed.\n'
