@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -24,9 +25,7 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "a
 _DROPPED_EXTRAS = frozenset({"request"})
 # Loggers of servers' access-log lines, written after the request's span has ended.
 ACCESS_LOGGERS = frozenset({"django.server", "gunicorn.access"})
-_OWN_FIELDS = frozenset(
-    {"timestamp", "level", "logger", "message", "trace_id", "span_id", "trace_flags", "exception"}
-)
+_OWN_FIELDS = frozenset({"timestamp", "level", "logger", "message", "trace_id", "span_id", "trace_flags", "exception"})
 
 
 def _json_safe(value: Any) -> Any:
@@ -54,7 +53,7 @@ class StructuredFormatter(logging.Formatter):
             .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": privacy.redact_text(_message_of(record)),
+            "message": safe_message(record, settings),
         }
         span_context = record_span_context(record)
         if span_context is not None:
@@ -125,7 +124,7 @@ class OtlpLoggingHandler(LoggingHandler):
             settings = sdk.current_settings()
             fields = {k: v for k, v in vars(record).items() if k in _RECORD_ATTRIBUTES}
             fields.update(safe_extras(record, settings))
-            fields["msg"] = privacy.redact_text(_message_of(record))
+            fields["msg"] = safe_message(record, settings)
             fields["args"] = None
             safe = logging.makeLogRecord(fields)
         except Exception:  # telemetry never breaks logging
@@ -139,11 +138,17 @@ class OtlpLoggingHandler(LoggingHandler):
             super().emit(safe)
 
 
-def _message_of(record: logging.LogRecord) -> str:
+def safe_message(record: logging.LogRecord, settings: Any) -> str:
+    """The record's message with its arguments redacted before formatting (a logged
+    ``request.data`` dict loses its lab values) and sensitive-looking text removed after."""
+    args = record.args
+    if args:
+        args = privacy.redact(args if isinstance(args, Mapping) else tuple(args), settings)
     try:
-        return record.getMessage()
+        message = str(record.msg) % args if args else str(record.msg)
     except Exception:  # wrong %-arguments must not lose the record
-        return str(record.msg)
+        message = str(record.msg)
+    return privacy.redact_text(message)
 
 
 def logging_config(level: str = "INFO", *, loggers: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.trace import Span, Status, StatusCode
 
 from otel_hcv import context, privacy, sdk
@@ -36,8 +37,21 @@ HTTP_STATUS = "http.response.status_code"
 ERROR_TYPE = "error.type"
 
 METRIC_ATTRIBUTE_KEYS = frozenset({OUTCOME, CATEGORY, ENDPOINT, HTTP_METHOD, HTTP_STATUS, ERROR_TYPE})
+# Every instrument's attributes, ours and the instrumentations', pass this allow-list
+# (an SDK view): an identifier can never create a time series, whoever records it.
+ALLOWED_METRIC_ATTRIBUTES = METRIC_ATTRIBUTE_KEYS | {
+    # HTTP server metrics of the Django/ASGI instrumentations (stable conventions)
+    "http.route", "url.scheme", "network.protocol.name", "network.protocol.version",
+    "server.address", "server.port",
+    # database and cache client metrics
+    "db.system", "db.system.name", "db.operation.name", "db.collection.name", "db.namespace",
+    "db.response.status_code", "db.client.connection.pool.name", "db.client.connection.state",
+    # health gauges (otel_hcv.health)
+    "hcv.health.check", "hcv.health.critical", "hcv.disk.path", "system.memory.state",
+    # telemetry about telemetry
+    "otel.component.type", "otel.component.name", "otel.signal",
+}  # fmt: skip
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
-
 
 
 def metric_attributes(**candidates: Any) -> dict[str, Any]:
@@ -49,6 +63,10 @@ def metric_attributes(**candidates: Any) -> dict[str, Any]:
             continue
         attributes[name] = value if isinstance(value, bool | int | float) else str(value)[:64]
     return attributes
+
+
+def allow_list_views() -> list[View]:
+    return [View(instrument_name="*", attribute_keys=set(ALLOWED_METRIC_ATTRIBUTES))]
 
 
 class _Instruments:
@@ -261,9 +279,7 @@ class _ApiCall:
                 self.span.set_status(Status(StatusCode.ERROR, str(status_code)))
             if self.span.is_recording():
                 self.span.set_attribute(HTTP_STATUS, status_code)
-            record_api_request(
-                self.endpoint, self.method, status_code, time.perf_counter() - self.start, error_type
-            )
+            record_api_request(self.endpoint, self.method, status_code, time.perf_counter() - self.start, error_type)
         finally:
             self.span_context.__exit__(None, None, None)
             context.user_attributes.reset(self.user_token)
@@ -321,9 +337,7 @@ class MetricsCollector:
     """The monitoring plan's interface, kept so existing views migrate by one import."""
 
     @staticmethod
-    def record_diagnosis_metrics(
-        duration: float, success: bool, user_id: object | None = None, **kwargs: Any
-    ) -> None:
+    def record_diagnosis_metrics(duration: float, success: bool, user_id: object | None = None, **kwargs: Any) -> None:
         record_diagnosis(duration, success, user_id, **kwargs)
 
     @staticmethod

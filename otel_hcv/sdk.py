@@ -3,8 +3,9 @@
 Both entry paths end here: the ``opentelemetry-instrument`` configurator and
 :func:`configure` called from code. The heavy lifting (reading ``OTEL_*`` variables,
 choosing exporters, samplers and id generators) is the SDK's own
-``_initialize_components``, the hook upstream provides for distributions; this module
-only supplies defaults and the pieces the SDK has no opinion on.
+configuration helpers (``opentelemetry.sdk._configuration``, what upstream's configurator
+and distributions use); this module supplies defaults and the pieces the SDK has no
+opinion on: span redaction, metric attribute allow-lists, the summary reader.
 """
 
 from __future__ import annotations
@@ -21,8 +22,20 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry._logs import get_logger_provider
-from opentelemetry.sdk._configuration import _initialize_components
-from opentelemetry.sdk.resources import OTELResourceDetector
+from opentelemetry.sdk._configuration import (
+    _get_exporter_names,
+    _get_id_generator,
+    _get_sampler,
+    _import_exporters,
+    _import_id_generator,
+    _import_sampler,
+    _init_logging,
+    _init_tracing,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_hcv import conf
 
@@ -76,9 +89,7 @@ def _default_settings() -> conf.Settings:
     return conf.load()
 
 
-def is_autoreload_watcher(
-    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
-) -> bool:
+def is_autoreload_watcher(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> bool:
     """True in the parent process of ``manage.py runserver`` that only watches files.
 
     Django's autoreloader runs the server in a child process marked with
@@ -139,13 +150,8 @@ def configure(**overrides: Any) -> Telemetry | None:
             )
             return None
         attributes = resource_attributes(settings)
-        _initialize_components(
-            resource_attributes=attributes,
-            # The in-process reader behind the JSON summary (otel_hcv.summary).
-            metric_exporter_names=["otel_hcv_summary"],
-            setup_logging_handler=False,
-            **_processor_overrides(),
-        )
+        _build_providers(settings, Resource.create(attributes))
+        _warn_about_privacy_opt_outs(settings)
         _active = Telemetry(settings=settings, resource_attributes=attributes, pid=os.getpid())
         _after_providers(_active)
         return _active
@@ -177,9 +183,47 @@ def install_for_tests(
         return _active
 
 
-def _processor_overrides() -> dict[str, Any]:
-    """Hooks into the SDK's processor construction (none yet: upstream defaults)."""
-    return {}
+def _build_providers(settings: conf.Settings, resource: Resource) -> None:
+    """The three global providers, with exporters, sampler and id generator chosen by
+    the standard ``OTEL_*`` variables through the SDK's own configuration helpers.
+
+    Traces and logs use the SDK's initialisers as they are; spans pass through the
+    redacting exporter on the export thread. The meter provider is built here because
+    it takes the views that make metric attributes an allow-list, which the SDK's
+    initialiser has no parameter for.
+    """
+    from otel_hcv import metrics as hcv_metrics
+    from otel_hcv.export import RedactingSpanExporter
+
+    span_exporters, metric_exporters, log_exporters = _import_exporters(
+        _get_exporter_names("traces"),
+        # The in-process reader behind the JSON summary (otel_hcv.summary) comes first.
+        ["otel_hcv_summary", *_get_exporter_names("metrics")],
+        _get_exporter_names("logs"),
+    )
+    _init_tracing(
+        exporters=span_exporters,
+        id_generator=_import_id_generator(_get_id_generator()),
+        sampler=_import_sampler(_get_sampler()),
+        resource=resource,
+        export_span_processor=lambda exporter: BatchSpanProcessor(RedactingSpanExporter(exporter)),
+    )
+    readers = [
+        exporter_or_reader() if issubclass(exporter_or_reader, MetricReader)
+        else PeriodicExportingMetricReader(exporter_or_reader())
+        for exporter_or_reader in metric_exporters.values()
+    ]  # fmt: skip
+    metrics.set_meter_provider(
+        MeterProvider(resource=resource, metric_readers=readers, views=hcv_metrics.allow_list_views())
+    )
+    _init_logging(log_exporters, resource, setup_logging_handler=False)
+
+
+def _warn_about_privacy_opt_outs(settings: conf.Settings) -> None:
+    if not settings.pseudonymize_user_ids:
+        logger.warning("otel-hcv: PSEUDONYMIZE_USER_IDS is off: raw user ids are exported on spans")
+    if settings.ip_addresses == "keep":
+        logger.warning("otel-hcv: IP_ADDRESSES is 'keep': full client IP addresses are written to logs")
 
 
 def _after_providers(telemetry: Telemetry) -> None:

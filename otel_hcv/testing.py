@@ -30,6 +30,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_hcv import conf, sdk
+from otel_hcv.export import RedactingSpanExporter
+from otel_hcv.metrics import allow_list_views
 from otel_hcv.summary import SummaryReader
 
 
@@ -84,12 +86,13 @@ def install() -> Capture:
     resource = Resource.create(sdk.resource_attributes(settings))
     span_exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    # Tests see spans as they would leave the process: redacted.
+    tracer_provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(span_exporter)))
     delta = AggregationTemporality.DELTA
-    metric_reader = InMemoryMetricReader(
-        preferred_temporality={Counter: delta, UpDownCounter: delta, Histogram: delta}
+    metric_reader = InMemoryMetricReader(preferred_temporality={Counter: delta, UpDownCounter: delta, Histogram: delta})
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=[metric_reader, SummaryReader()], views=allow_list_views()
     )
-    meter_provider = MeterProvider(resource=resource, metric_readers=[metric_reader, SummaryReader()])
     log_exporter = InMemoryLogRecordExporter()
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
@@ -108,9 +111,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(
-    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
-) -> None:
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     # Before pytest-django sets Django up, whose app ready() would install OTLP exporters.
     if early_config.getini("otel_hcv_capture"):
         install()

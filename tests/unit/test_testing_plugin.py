@@ -2,7 +2,7 @@
 
 pytest_plugins = ["pytester"]
 
-USER_TESTS = '''
+USER_TESTS = """
 import logging
 from opentelemetry import trace
 from otel_hcv import record_diagnosis
@@ -24,8 +24,10 @@ def test_each_test_starts_empty(otel_capture):
 def test_nothing_is_exported_over_the_network():
     provider = trace.get_tracer_provider()
     processors = provider._active_span_processor._span_processors
-    assert [type(p.span_exporter).__name__ for p in processors] == ["InMemorySpanExporter"]
-'''
+    exporters = [p.span_exporter for p in processors]
+    assert [type(e).__name__ for e in exporters] == ["RedactingSpanExporter"]
+    assert type(exporters[0]._exporter).__name__ == "InMemorySpanExporter"
+"""
 
 
 def test_plugin_in_a_users_project(pytester):
