@@ -11,7 +11,9 @@ class OtelHcvConfig(AppConfig):
         from otel_hcv import conf, sdk
 
         # Validate settings at start-up, so a wrong setting fails with its name now.
-        conf.load()
+        settings = conf.load()
+        # Before the server builds its middleware chain, whatever happens to providers.
+        sdk.instrument_django(settings)
         # Under opentelemetry-instrument with DJANGO_SETTINGS_MODULE not yet exported,
         # the distro left setup to this point; otherwise this is a no-op.
         sdk.configure()

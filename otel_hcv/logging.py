@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 import logging
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +26,7 @@ from otel_hcv import context, privacy, sdk
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _DROPPED_EXTRAS = frozenset({"request"})
+_SDK_LOGGER = "opentelemetry"
 # Loggers of servers' access-log lines, written after the request's span has ended.
 ACCESS_LOGGERS = frozenset({"django.server", "gunicorn.access"})
 _OWN_FIELDS = frozenset({"timestamp", "level", "logger", "message", "trace_id", "span_id", "trace_flags", "exception"})
@@ -120,6 +124,8 @@ class OtlpLoggingHandler(LoggingHandler):
     may leave the process (the same rules as the JSON console lines)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(_SDK_LOGGER):
+            return  # the SDK's own diagnostics would feed the queue they report on
         try:
             settings = sdk.current_settings()
             fields = {k: v for k, v in vars(record).items() if k in _RECORD_ATTRIBUTES}
@@ -136,6 +142,42 @@ class OtlpLoggingHandler(LoggingHandler):
         # An access-log line: export it in the context of the request it describes.
         with trace.use_span(trace.NonRecordingSpan(span_context)):
             super().emit(safe)
+
+
+class DropReport(logging.Filter):
+    """Turns the SDK's "Queue full, dropping span." warning, which it logs for every
+    dropped item (on the request path, thousands a second while the collector is down),
+    into one line when drops start and then one per ``interval`` with the count."""
+
+    def __init__(self, interval_seconds: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval_seconds
+        self.lock = threading.Lock()
+        self.unreported: collections.Counter[str] = collections.Counter()
+        self.last_report: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Queue full"):
+            return True
+        kind = str(record.args[0]) if record.args else "item"
+        now = time.monotonic()
+        with self.lock:
+            self.unreported[kind] += 1
+            last = self.last_report.get(kind)
+            if last is not None and now - last < self.interval:
+                return False
+            count = self.unreported.pop(kind)
+            since = now - last if last is not None else 0.0
+            self.last_report[kind] = now
+        record.msg = "Telemetry queue full: dropped %d %s(s)%s; is the collector reachable?"
+        record.args = (count, kind.lower(), f" in the last {since:.0f} s" if since else "")
+        return True
+
+
+def install_drop_report(interval_seconds: float = 60.0) -> None:
+    sdk_logger = logging.getLogger(f"{_SDK_LOGGER}.sdk._shared_internal")
+    if not any(isinstance(f, DropReport) for f in sdk_logger.filters):
+        sdk_logger.addFilter(DropReport(interval_seconds))
 
 
 def safe_message(record: logging.LogRecord, settings: Any) -> str:

@@ -10,6 +10,7 @@ opinion on: span redaction, metric attribute allow-lists, the summary reader.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry._logs import get_logger_provider
+from opentelemetry._logs import get_logger_provider, set_logger_provider
 from opentelemetry.sdk._configuration import (
     _get_exporter_names,
     _get_id_generator,
@@ -29,12 +30,13 @@ from opentelemetry.sdk._configuration import (
     _import_exporters,
     _import_id_generator,
     _import_sampler,
-    _init_logging,
-    _init_tracing,
 )
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_hcv import conf
@@ -51,10 +53,20 @@ OTEL_ENV_DEFAULTS: Mapping[str, str] = {
     "OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318",
     # The stable HTTP semantic conventions (http.request.method, url.path, ...).
     "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
+    # The SDK's own metrics about its queues and exporters: dropped spans and log records
+    # (collector down, queue full) become visible as otel.sdk.* series.
+    "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED": "true",
     # opentelemetry-instrumentation-logging would add a second OTLP handler that exports
     # records unredacted; ours (otel_hcv.logging.OtlpLoggingHandler) replaces it.
     "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION": "false",
 }
+
+
+@dataclass
+class Providers:
+    tracer: TracerProvider
+    meter: MeterProvider
+    logger: LoggerProvider
 
 
 @dataclass
@@ -64,10 +76,13 @@ class Telemetry:
     settings: conf.Settings
     resource_attributes: dict[str, str]
     pid: int
+    providers: Providers | None = None
     logging_handler: logging.Handler | None = None
     # Installed by otel_hcv.testing: in-memory providers, settings re-read at configure().
     for_tests: bool = False
 
+
+SHUTDOWN_TIMEOUT_SECONDS = 3.0
 
 _lock = threading.RLock()
 _active: Telemetry | None = None
@@ -87,6 +102,54 @@ def current_settings() -> conf.Settings:
 @functools.cache
 def _default_settings() -> conf.Settings:
     return conf.load()
+
+
+_forked_child = False
+_fork_hook_registered = False
+
+
+def _is_gunicorn(argv: Sequence[str]) -> bool:
+    return bool(argv) and os.path.basename(argv[0]).startswith("gunicorn")
+
+
+def is_prefork_master(argv: Sequence[str] | None = None) -> bool:
+    """True in a gunicorn master process, before it forks its workers.
+
+    A worker is a forked child (our fork hook ran) or, when this package was first
+    imported after the fork, a process whose parent is gunicorn.
+    """
+    argv = sys.argv if argv is None else argv
+    if not _is_gunicorn(argv) or _forked_child:
+        return False
+    try:
+        import psutil
+
+        return not _is_gunicorn(psutil.Process(os.getppid()).cmdline()[1:2])
+    except Exception:  # parent gone or unreadable: treat as a worker, which always exports
+        return False
+
+
+def _mark_forked_child() -> None:
+    global _forked_child
+    _forked_child = True
+
+
+os.register_at_fork(after_in_child=_mark_forked_child)
+
+
+def _configure_in_forked_children(overrides: Mapping[str, Any]) -> None:
+    global _fork_hook_registered
+    if _fork_hook_registered:
+        return
+    _fork_hook_registered = True
+
+    def after_fork_in_child() -> None:
+        try:
+            configure(**overrides)
+        except Exception:  # telemetry never stops a worker from serving
+            logger.exception("otel-hcv: telemetry setup failed in a forked worker")
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
 
 
 def is_autoreload_watcher(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> bool:
@@ -149,10 +212,17 @@ def configure(**overrides: Any) -> Telemetry | None:
                 "OTEL_PYTHON_DISTRO=otel_hcv and OTEL_PYTHON_CONFIGURATOR=otel_hcv"
             )
             return None
+        if is_prefork_master():
+            # gunicorn --preload imports the app in the master, then forks the workers:
+            # providers made here would be shared by every worker (one instance id, one
+            # set of export threads). Each worker sets up its own right after the fork.
+            instrument_django(settings)
+            _configure_in_forked_children(overrides)
+            return None
         attributes = resource_attributes(settings)
-        _build_providers(settings, Resource.create(attributes))
+        providers = _build_providers(settings, Resource.create(attributes))
         _warn_about_privacy_opt_outs(settings)
-        _active = Telemetry(settings=settings, resource_attributes=attributes, pid=os.getpid())
+        _active = Telemetry(settings, attributes, os.getpid(), providers=providers)
         _after_providers(_active)
         return _active
 
@@ -183,14 +253,14 @@ def install_for_tests(
         return _active
 
 
-def _build_providers(settings: conf.Settings, resource: Resource) -> None:
+def _build_providers(settings: conf.Settings, resource: Resource) -> Providers:
     """The three global providers, with exporters, sampler and id generator chosen by
     the standard ``OTEL_*`` variables through the SDK's own configuration helpers.
 
-    Traces and logs use the SDK's initialisers as they are; spans pass through the
-    redacting exporter on the export thread. The meter provider is built here because
-    it takes the views that make metric attributes an allow-list, which the SDK's
-    initialiser has no parameter for.
+    Built here rather than by the SDK's initialisers for three things they have no
+    parameter for: spans pass through the redacting exporter on the export thread,
+    metric attributes pass an allow-list view, and shutdown at exit is bounded in time
+    (the SDK's own exit hooks wait for exporters that may be retrying a dead collector).
     """
     from otel_hcv import metrics as hcv_metrics
     from otel_hcv.export import RedactingSpanExporter
@@ -201,22 +271,62 @@ def _build_providers(settings: conf.Settings, resource: Resource) -> None:
         ["otel_hcv_summary", *_get_exporter_names("metrics")],
         _get_exporter_names("logs"),
     )
-    _init_tracing(
-        exporters=span_exporters,
-        id_generator=_import_id_generator(_get_id_generator()),
-        sampler=_import_sampler(_get_sampler()),
+    tracer_provider = TracerProvider(
         resource=resource,
-        export_span_processor=lambda exporter: BatchSpanProcessor(RedactingSpanExporter(exporter)),
+        sampler=_import_sampler(_get_sampler()),
+        id_generator=_import_id_generator(_get_id_generator()),
+        shutdown_on_exit=False,
     )
+    for exporter in span_exporters.values():
+        tracer_provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter())))
     readers = [
         exporter_or_reader() if issubclass(exporter_or_reader, MetricReader)
         else PeriodicExportingMetricReader(exporter_or_reader())
         for exporter_or_reader in metric_exporters.values()
     ]  # fmt: skip
-    metrics.set_meter_provider(
-        MeterProvider(resource=resource, metric_readers=readers, views=hcv_metrics.allow_list_views())
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=readers, views=hcv_metrics.allow_list_views(), shutdown_on_exit=False
     )
-    _init_logging(log_exporters, resource, setup_logging_handler=False)
+    logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    for exporter in log_exporters.values():
+        logger_provider.add_log_record_processor(BatchLogRecordProcessor(exporter()))
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(meter_provider)
+    set_logger_provider(logger_provider)
+    atexit.register(shutdown)
+    return Providers(tracer_provider, meter_provider, logger_provider)
+
+
+def shutdown(timeout_seconds: float = SHUTDOWN_TIMEOUT_SECONDS) -> bool:
+    """Flush and stop this process's providers, waiting at most ``timeout_seconds``.
+
+    Runs at exit. With the collector down or hanging, exporters retry for up to
+    ``OTEL_EXPORTER_OTLP_TIMEOUT`` per signal; a service must still stop promptly, so
+    whatever is not out by the deadline is dropped (the export threads are daemons).
+    Returns True when everything was flushed in time.
+    """
+    telemetry = active()
+    if telemetry is None or telemetry.providers is None:
+        return True
+    providers = telemetry.providers
+
+    def stop_all() -> None:
+        for provider in (providers.tracer, providers.logger, providers.meter):
+            try:
+                provider.shutdown()
+            except Exception:  # a failing exporter must not stop the others
+                logger.debug("otel-hcv: provider shutdown failed", exc_info=True)
+
+    stopper = threading.Thread(target=stop_all, name="otel-hcv-shutdown", daemon=True)
+    stopper.start()
+    stopper.join(timeout_seconds)
+    if stopper.is_alive():
+        logger.warning(
+            "otel-hcv: telemetry not flushed within %.1f s at shutdown (collector unreachable?); the rest is dropped",
+            timeout_seconds,
+        )
+        return False
+    return True
 
 
 def _warn_about_privacy_opt_outs(settings: conf.Settings) -> None:
@@ -246,11 +356,12 @@ def attach_logging_handler(telemetry: Telemetry | None = None) -> None:
     """
     from opentelemetry.instrumentation.logging.handler import _overwrite_logging_config_fns
 
-    from otel_hcv.logging import OtlpLoggingHandler
+    from otel_hcv.logging import OtlpLoggingHandler, install_drop_report
 
     telemetry = telemetry or active()
     if telemetry is None:
         return
+    install_drop_report()
     root = logging.getLogger()
     if telemetry.logging_handler is None:
         telemetry.logging_handler = OtlpLoggingHandler(
