@@ -149,6 +149,12 @@ def _validate(values: dict[str, Any], origin: Mapping[str, str]) -> None:
             f"{origin['health_model_probe']} must be a dotted path such as "
             f"'diagnosis.model.health_probe', got {values['health_model_probe']!r}"
         )
+    for path in values["health_checks"]:
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", path):
+            raise ConfigurationError(
+                f"{origin['health_checks']} entries must be dotted paths such as "
+                f"'myapp.health.PaymentsCheck', got {path!r}"
+            )
 
 
 def _django_dict() -> Mapping[str, Any]:
@@ -200,4 +206,16 @@ def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
 
     merged = {name: values.get(name, f.default) for name, f in _FIELDS.items()}
     _validate(merged, origin)
+    _validate_sentry_dsn(merged, origin, environ)
     return Settings(**merged)
+
+
+def _validate_sentry_dsn(values: Mapping[str, Any], origin: Mapping[str, str], environ: Mapping[str, str]) -> None:
+    # otel_hcv.sentry falls back to sentry-sdk's own SENTRY_DSN; a malformed DSN from either
+    # source fails here, at start-up, like any other wrong setting (sentry-sdk is not imported).
+    from otel_hcv import sentry
+
+    if values["sentry_dsn"].strip():
+        sentry.validate_dsn(values["sentry_dsn"].strip(), origin["sentry_dsn"])
+    elif environ.get(sentry.ENV_DSN, "").strip():
+        sentry.validate_dsn(environ[sentry.ENV_DSN].strip(), sentry.ENV_DSN)

@@ -12,6 +12,7 @@ import collections
 import datetime
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from otel_hcv import context, privacy, sdk
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _DROPPED_EXTRAS = frozenset({"request"})
 _SDK_LOGGER = "opentelemetry"
+_QUERY_STRING = re.compile(r"\?[^\s\"]*")
 # Loggers of servers' access-log lines, written after the request's span has ended.
 ACCESS_LOGGERS = frozenset({"django.server", "gunicorn.access"})
 _OWN_FIELDS = frozenset({"timestamp", "level", "logger", "message", "trace_id", "span_id", "trace_flags", "exception"})
@@ -190,6 +192,9 @@ def safe_message(record: logging.LogRecord, settings: Any) -> str:
         message = str(record.msg) % args if args else str(record.msg)
     except Exception:  # wrong %-arguments must not lose the record
         message = str(record.msg)
+    if record.name in ACCESS_LOGGERS:
+        # '"POST /api/diagnose/?alb=41.2 HTTP/1.1" 500 145': query strings carry anything.
+        message = _QUERY_STRING.sub(f"?{privacy.REDACTED}", message)
     return privacy.redact_text(message)
 
 

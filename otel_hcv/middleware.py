@@ -88,7 +88,7 @@ class RequestContextMiddleware:
         response[settings.request_id_header] = request.request_id  # type: ignore[attr-defined]
         span = trace.get_current_span()
         if span.is_recording():
-            user_id = privacy.user_id_of(request)
+            user_id = privacy.user_id_of(request, resolve=False)
             if user_id is not None:
                 span.set_attributes(privacy.user_attributes(user_id, settings))
         context.set_finished_request(

@@ -344,8 +344,9 @@ def _after_providers(telemetry: Telemetry) -> None:
     attach_logging_handler(telemetry)
     instrument_django(telemetry.settings)
     gauges.register_gauges(telemetry.settings)
-    # After the tracer provider exists: Sentry's OTLP bridge links errors to its traces.
-    sentry.setup(telemetry.settings)
+    if not telemetry.for_tests:  # a developer's exported SENTRY_DSN must not get test errors
+        # After the tracer provider exists: Sentry's OTLP bridge links errors to its traces.
+        sentry.setup(telemetry.settings)
 
 
 def attach_logging_handler(telemetry: Telemetry | None = None) -> None:

@@ -155,3 +155,23 @@ def test_otlp_records_are_redacted_and_carry_context(otel_capture):
     assert attributes["endpoint"] == "e"
     assert "request" not in attributes
     assert record.log_record.trace_id == span.get_span_context().trace_id
+
+
+def test_access_log_lines_lose_their_query_strings():
+    record = logging.LogRecord(
+        "django.server",
+        logging.ERROR,
+        __file__,
+        1,
+        '"%s" %s %s',
+        ("POST /api/diagnose/?alb=41.37&x=1 HTTP/1.1", 500, 145),
+        None,
+    )
+    entry = json.loads(StructuredFormatter().format(record))
+    assert entry["message"] == f'"POST /api/diagnose/?{REDACTED} HTTP/1.1" 500 145'
+
+
+def test_release_strings_are_not_mistaken_for_email_addresses():
+    assert json.loads(render("deployed hcv@1.2.3 for ops@clinic.example", ()))["message"] == (
+        f"deployed hcv@1.2.3 for {REDACTED}"
+    )
