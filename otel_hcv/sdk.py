@@ -109,7 +109,16 @@ _fork_hook_registered = False
 
 
 def _is_gunicorn(argv: Sequence[str]) -> bool:
-    return bool(argv) and os.path.basename(argv[0]).startswith("gunicorn")
+    """``sys.argv`` of ``gunicorn ...`` or ``python -m gunicorn ...``."""
+    return bool(argv) and (
+        os.path.basename(argv[0]).startswith("gunicorn") or os.path.join("gunicorn", "__main__.py") in argv[0]
+    )
+
+
+def _is_gunicorn_process(cmdline: Sequence[str]) -> bool:
+    """A process command line: ``python .../gunicorn``, ``python -m gunicorn`` or, with
+    setproctitle, ``gunicorn: master [app]``."""
+    return any(os.path.basename(part).startswith("gunicorn") for part in cmdline[:3])
 
 
 def is_prefork_master(argv: Sequence[str] | None = None) -> bool:
@@ -124,7 +133,7 @@ def is_prefork_master(argv: Sequence[str] | None = None) -> bool:
     try:
         import psutil
 
-        return not _is_gunicorn(psutil.Process(os.getppid()).cmdline()[1:2])
+        return not _is_gunicorn_process(psutil.Process(os.getppid()).cmdline())
     except Exception:  # parent gone or unreadable: treat as a worker, which always exports
         return False
 

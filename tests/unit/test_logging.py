@@ -175,3 +175,38 @@ def test_release_strings_are_not_mistaken_for_email_addresses():
     assert json.loads(render("deployed hcv@1.2.3 for ops@clinic.example", ()))["message"] == (
         f"deployed hcv@1.2.3 for {REDACTED}"
     )
+
+
+def test_queue_full_warnings_are_summarised():
+    from otel_hcv.logging import DropReport
+
+    report = DropReport(interval_seconds=60)
+    records = [
+        logging.LogRecord("opentelemetry.sdk._shared_internal", logging.WARNING, __file__, 1,
+                          "Queue full, dropping %s.", ("Span",), None)
+        for _ in range(1000)
+    ]  # fmt: skip
+    passed = [r for r in records if report.filter(r)]
+    assert len(passed) == 1
+    assert passed[0].getMessage() == "Telemetry queue full: dropped 1 span(s); is the collector reachable?"
+    assert report.unreported["Span"] == 999
+    other = logging.LogRecord("opentelemetry.sdk._shared_internal", logging.WARNING, __file__, 1, "x", (), None)
+    assert report.filter(other)  # other warnings pass untouched
+
+
+def test_summary_after_the_interval_carries_the_count():
+    from otel_hcv.logging import DropReport
+
+    report = DropReport(interval_seconds=0.05)
+
+    def drop():
+        record = logging.LogRecord("o", logging.WARNING, __file__, 1, "Queue full, dropping %s.", ("LogRecord",), None)
+        return record if report.filter(record) else None
+
+    assert drop() is not None
+    assert [drop() for _ in range(10)] == [None] * 10
+    __import__("time").sleep(0.06)
+    summary = drop()
+    assert summary is not None and summary.getMessage().startswith(
+        "Telemetry queue full: dropped 11 logrecord(s) in the last"
+    )

@@ -132,3 +132,27 @@ print(json.dumps({"telemetry": otel_hcv.configure() is None, "log": stream.getva
     )
     assert result["telemetry"] is True
     assert "OTEL_PYTHON_CONFIGURATOR=otel_hcv" in result["log"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "parent", "master"),
+    [
+        (["/venv/bin/gunicorn", "app.wsgi"], ["/usr/bin/python3", "-m", "pytest"], True),
+        (["/venv/lib/python3.11/site-packages/gunicorn/__main__.py", "app.wsgi"], ["bash"], True),
+        (["/venv/bin/gunicorn", "app.wsgi"], ["/venv/bin/python", "/venv/bin/gunicorn", "app.wsgi"], False),
+        (["/venv/bin/gunicorn", "app.wsgi"], ["/venv/bin/python", "-m", "gunicorn", "app.wsgi"], False),
+        (["/venv/bin/gunicorn", "app.wsgi"], ["gunicorn: master [app.wsgi]"], False),
+        (["manage.py", "runserver"], ["bash"], False),
+    ],
+)
+def test_prefork_master_detection(monkeypatch, argv, parent, master):
+    import psutil
+
+    from otel_hcv import sdk
+
+    class Parent:
+        def cmdline(self):
+            return parent
+
+    monkeypatch.setattr(psutil, "Process", lambda pid: Parent())
+    assert sdk.is_prefork_master(argv) is master
