@@ -23,10 +23,15 @@ from otel_hcv import trace_diagnosis, track_api_metrics
 
 logger = logging.getLogger("diagnosis")
 
-# With settings.HCV_ALLOW_FAILURE_INJECTION on, a request carrying "X-HCV-Fail: diagnosis" fails
-# inside the diagnosis span, so that demos and tests can produce a real error trace and a 500.
+# With settings.HCV_ALLOW_FAILURE_INJECTION on, the header "X-HCV-Fail" makes a request misbehave
+# on purpose, so that demos and tests can produce a real error trace and check what leaves:
+#   diagnosis            fails inside the diagnosis span (a 500)
+#   diagnosis-with-data  fails with the lab values in the exception message, as careless code would
+#   log-request-data     logs the raw request data, as careless code would, then answers normally
 FAILURE_INJECTION_HEADER = "X-HCV-Fail"
 FAILURE_INJECTION_TARGET = "diagnosis"
+FAILURE_WITH_DATA_TARGET = "diagnosis-with-data"
+CARELESS_LOG_TARGET = "log-request-data"
 
 
 class DiagnoseAPIView(APIView):
@@ -42,6 +47,9 @@ class DiagnoseAPIView(APIView):
     @track_api_metrics("hcv_diagnosis")
     def post(self, request: Request) -> Response:
         logger.info("Diagnosis request received", extra={"endpoint": "hcv_diagnosis"})
+        misbehaviour = _injected_misbehaviour(request)
+        if misbehaviour == CARELESS_LOG_TARGET:
+            logger.warning("Diagnosis request data: %s", request.data)
         serializer = DiagnosisRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
 
@@ -49,8 +57,10 @@ class DiagnoseAPIView(APIView):
         previous_record = _latest_record(user) if user is not None else None
 
         with trace_diagnosis(model_version=model.MODEL_VERSION) as diagnosis:
-            if _failure_injection_requested(request):
+            if misbehaviour == FAILURE_INJECTION_TARGET:
                 raise RuntimeError("injected diagnosis failure")
+            if misbehaviour == FAILURE_WITH_DATA_TARGET:
+                raise RuntimeError(f"injected diagnosis failure for {dict(request.data)}")
             prediction = model.predict(serializer.validated_data)
             diagnosis.set_result(category=prediction.category, probability=prediction.probability)
 
@@ -76,11 +86,11 @@ class ObtainAuthTokenView(ObtainAuthToken):
     parser_classes = [SizeLimitedFormParser, SizeLimitedJSONParser]
 
 
-def _failure_injection_requested(request: Request) -> bool:
+def _injected_misbehaviour(request: Request) -> str | None:
     if not getattr(settings, "HCV_ALLOW_FAILURE_INJECTION", False):
-        return False
-    requested = request.headers.get(FAILURE_INJECTION_HEADER, "")
-    return requested.strip().lower() == FAILURE_INJECTION_TARGET
+        return None
+    requested = request.headers.get(FAILURE_INJECTION_HEADER, "").strip().lower()
+    return requested if requested in (FAILURE_INJECTION_TARGET, FAILURE_WITH_DATA_TARGET, CARELESS_LOG_TARGET) else None
 
 
 def _latest_record(user: AbstractBaseUser) -> DiagnosisRecord | None:
