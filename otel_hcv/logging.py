@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.trace import SpanContext
 
 from otel_hcv import context, privacy, sdk
+from otel_hcv.export import redact_stacktrace
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -69,11 +71,12 @@ class StructuredFormatter(logging.Formatter):
         for key, value in safe_extras(record, settings).items():
             if key not in _OWN_FIELDS:
                 entry[key] = value
-        if record.exc_info and record.exc_info[0] is not None:
+        exception = exception_fields(record)
+        if exception:
             entry["exception"] = {
-                "type": record.exc_info[0].__qualname__,
-                "message": privacy.redact_text(str(record.exc_info[1])),
-                "stack": privacy.redact_text(self.formatException(record.exc_info)),
+                "type": exception["exception.type"],
+                "message": exception["exception.message"],
+                "stack": exception["exception.stacktrace"],
             }
         return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
 
@@ -134,6 +137,9 @@ class OtlpLoggingHandler(LoggingHandler):
             fields.update(safe_extras(record, settings))
             fields["msg"] = safe_message(record, settings)
             fields["args"] = None
+            # The handler would export str(exception) and the raw traceback.
+            fields["exc_info"] = fields["exc_text"] = None
+            fields.update(exception_fields(record))
             safe = logging.makeLogRecord(fields)
         except Exception:  # telemetry never breaks logging
             return
@@ -180,6 +186,24 @@ def install_drop_report(interval_seconds: float = 60.0) -> None:
     sdk_logger = logging.getLogger(f"{_SDK_LOGGER}.sdk._shared_internal")
     if not any(isinstance(f, DropReport) for f in sdk_logger.filters):
         sdk_logger.addFilter(DropReport(interval_seconds))
+
+
+def exception_fields(record: logging.LogRecord) -> dict[str, str]:
+    """The record's exception as it may leave the process: its type and stack frames.
+
+    The message is dropped, in logs as on spans: code that fails often puts the data it
+    had in hand into the exception text, and no pattern can tell a lab value from a number.
+    """
+    if not record.exc_info or record.exc_info[0] is None:
+        return {}
+    exc_type, exc, tb = record.exc_info
+    return {
+        "exception.type": exc_type.__qualname__,
+        "exception.message": privacy.REDACTED,
+        "exception.stacktrace": privacy.redact_text(
+            redact_stacktrace("".join(traceback.format_exception(exc_type, exc, tb)))
+        ),
+    }
 
 
 def safe_message(record: logging.LogRecord, settings: Any) -> str:
