@@ -12,6 +12,8 @@ class OtelHcvConfig(AppConfig):
 
         # Validate settings at start-up, so a wrong setting fails with its name now.
         settings = conf.load()
+        if sdk.active() is None and not sdk.auto_instrumentation:
+            return  # neither opentelemetry-instrument nor configure(): nothing to set up
         # Before the server builds its middleware chain, whatever happens to providers.
         sdk.instrument_django(settings)
         # Under opentelemetry-instrument with DJANGO_SETTINGS_MODULE not yet exported,

@@ -42,6 +42,7 @@ def _django_settings_pending() -> bool:
 
 class OtelHcvDistro(BaseDistro):
     def _configure(self, **kwargs: Any) -> None:
+        sdk.auto_instrumentation = True
         os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", ENTRY_POINT_NAME)
         sdk.apply_otel_env_defaults()
 
@@ -53,6 +54,7 @@ class OtelHcvDistro(BaseDistro):
 
 class OtelHcvConfigurator(_BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
+        sdk.auto_instrumentation = True  # also when named without our distro
         if _django_settings_pending():
             return
         sdk.configure()

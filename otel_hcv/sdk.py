@@ -84,6 +84,11 @@ class Telemetry:
 
 SHUTDOWN_TIMEOUT_SECONDS = 3.0
 
+# Set by the distro when the process runs under ``opentelemetry-instrument``: the app's
+# ready() then finishes the setup. Without it, only an explicit configure() exports, so
+# management commands and plain test runs send nothing anywhere.
+auto_instrumentation = False
+
 _lock = threading.RLock()
 _active: Telemetry | None = None
 

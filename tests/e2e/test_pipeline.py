@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
+import socket
 import struct
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ CANARY_LABS = {
     "che": 7.91, "chol": 5.17, "crea": 77.39, "ggt": 29.57, "prot": 70.63,
 }  # fmt: skip
 SUCCESSES, INVALID, FAILURES = 3, 1, 1
+FORGED = 2  # successful requests with forged X-Request-ID headers (counted as successes)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +68,10 @@ def run(tmp_path_factory):
         assert [send("success", CANARY_LABS, auth) for _ in range(SUCCESSES)] == [200] * SUCCESSES
         assert send("invalid", {**CANARY_LABS, "che": -1}) == 400
         assert send("failure", CANARY_LABS, {"X-HCV-Fail": "diagnosis"}) == 500
+        forged = {
+            "too long": raw_post(port, "X-Request-ID: " + "a" * 300),
+            "folded with CR/LF": raw_post(port, "X-Request-ID: abc\r\n Injected: 1"),
+        }
         time.sleep(2.5)  # a couple of metric export intervals before the service stops
     finally:
         service.stop()
@@ -76,7 +83,49 @@ def run(tmp_path_factory):
         "prometheus": Prometheus(stack["PROMETHEUS_URL"]),
         "sink": Path(stack["COLLECTOR_LOG_SINK"]),
         "stdout": service.output(),
+        "forged": forged,
     }
+
+
+def raw_post(port: int, header_line: str) -> dict[str, str]:
+    """POST with a header line urllib would refuse to send; returns the trace id we chose
+    and the X-Request-ID the service answered with."""
+    trace_id = secrets.token_hex(16)
+    body = json.dumps(CANARY_LABS).encode()
+    head = (
+        f"POST /api/diagnose/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\ntraceparent: 00-{trace_id}-{secrets.token_hex(8)}-01\r\n"
+        f"{header_line}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(head.encode() + body)
+        response = b""
+        while chunk := connection.recv(65536):
+            response += chunk
+    status_line, _, rest = response.partition(b"\r\n")
+    headers = dict(line.decode().split(": ", 1) for line in rest.split(b"\r\n\r\n")[0].split(b"\r\n") if b": " in line)
+    return {"status": status_line.decode(), "trace_id": trace_id, "request_id": headers.get("X-Request-ID", "")}
+
+
+def test_forged_request_ids_are_replaced_everywhere(run):
+    for label, forged in run["forged"].items():
+        assert " 200 " in forged["status"], (label, forged)
+        request_id = forged["request_id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", request_id), (label, request_id)
+
+        def record(trace_id=forged["trace_id"]):
+            return [
+                r for r in log_sink_records(run["sink"])
+                if r.get("traceId") == trace_id and r["body"].get("stringValue") == "Diagnosis request received"
+            ]  # fmt: skip
+
+        (exported,) = eventually(record)
+        attributes = {a["key"]: a["value"].get("stringValue") for a in exported.get("attributes", [])}
+        assert attributes["request_id"] == request_id, label
+        spans = eventually(lambda trace_id=forged["trace_id"]: run["jaeger"].trace(trace_id))
+        server = next(s for s in spans if s["name"] == "POST api/diagnose/")
+        assert server["tags"]["hcv.request.id"] == request_id
+    assert "Replaced a malformed X-Request-ID header" in run["stdout"]
 
 
 def test_diagnosis_trace_in_jaeger(run):
@@ -112,16 +161,16 @@ def test_prometheus_counts_equal_what_was_sent(run):
     def counts():
         success = prometheus.value(f'sum(hcv_diagnosis_requests_total{{{job},hcv_diagnosis_outcome="success"}})')
         failure = prometheus.value(f'sum(hcv_diagnosis_requests_total{{{job},hcv_diagnosis_outcome="failure"}})')
-        return (success, failure) if (success, failure) == (SUCCESSES, FAILURES) else None
+        return (success, failure) if (success, failure) == (SUCCESSES + FORGED, FAILURES) else None
 
     eventually(counts, timeout=60)
     histogram = prometheus.value(f"sum(hcv_diagnosis_duration_seconds_count{{{job}}})")
-    assert histogram == SUCCESSES + FAILURES
+    assert histogram == SUCCESSES + FORGED + FAILURES
     by_status = {
         r["metric"]["http_response_status_code"]: float(r["value"][1])
         for r in prometheus.query(f"sum by (http_response_status_code) (hcv_api_requests_total{{{job}}})")
     }
-    assert by_status == {"200": SUCCESSES, "400": INVALID, "500": FAILURES}
+    assert by_status == {"200": SUCCESSES + FORGED, "400": INVALID, "500": FAILURES}
 
 
 def test_span_metrics_from_the_connector(run):
@@ -130,9 +179,9 @@ def test_span_metrics_from_the_connector(run):
 
     def calls():
         value = prometheus.value(f"sum(traces_span_metrics_calls_total{{{selector}}})")
-        return value if value == SUCCESSES + FAILURES else None
+        return value if value == SUCCESSES + FORGED + FAILURES else None
 
-    assert eventually(calls, timeout=60) == SUCCESSES + FAILURES
+    assert eventually(calls, timeout=60) == SUCCESSES + FORGED + FAILURES
     errors = prometheus.value(f'sum(traces_span_metrics_calls_total{{{selector},status_code="STATUS_CODE_ERROR"}})')
     assert errors == FAILURES
 
