@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ import pytest
 
 from otel_hcv.health.checks import BaseCheck, CheckResult
 from tests.support.backends import Prometheus, eventually, get_json, stack_env
+from tests.support.hanging import HangingServer
 from tests.support.service import BIN, REPO, ServiceProcess, free_port, service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -386,30 +386,6 @@ def test_200_concurrent_requests_run_each_check_once_per_interval(slow_check_ser
 
 
 # -- a hung database ---------------------------------------------------------------------
-
-
-class HangingServer:
-    """Accepts TCP connections and never answers: a PostgreSQL that hangs."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                self.accepted.append(self.sock.accept()[0])
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.sock.close()
-        for connection in self.accepted:
-            connection.close()
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ its own service.instance.id; the master exports nothing; no point is lost or dou
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from otel_hcv.receiver import OtlpReceiver, attributes
+from tests.support.hanging import HangingServer
 from tests.support.service import BIN, ServiceProcess, free_port, manage, post_json, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -119,31 +118,6 @@ def test_every_worker_exports_its_own_points(name, workers, preload, database, t
             assert len(span_instances) >= 2, "gunicorn spread 60 concurrent requests over one worker only"
 
 
-class HangingCollector:
-    """Accepts connections and never answers: a collector that is up but stuck."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.endpoint = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections.append(connection)
-
-    def close(self) -> None:
-        self.sock.close()
-        for connection in self.connections:
-            connection.close()
-
-
 def timed_requests(url: str, count: int) -> list[float]:
     durations = []
     for _ in range(count):
@@ -156,7 +130,7 @@ def timed_requests(url: str, count: int) -> list[float]:
 
 @pytest.mark.parametrize("collector", ["absent", "hanging"])
 def test_unreachable_collector_neither_slows_nor_blocks_shutdown(collector, database, tmp_path):
-    hanging = HangingCollector() if collector == "hanging" else None
+    hanging = HangingServer() if collector == "hanging" else None
     endpoint = hanging.endpoint if hanging else f"http://127.0.0.1:{free_port()}"  # nothing listens
     port = free_port()
     env = service_env(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from django.db.utils import ConnectionHandler
 from otel_hcv import conf
 from otel_hcv.health.checks import BaseCheck, CheckResult, DatabaseCheck
 from otel_hcv.health.runner import CONFIGURATION_CHECK, HealthRunner
+from tests.support.hanging import HangingServer
 
 FAKE_PASSWORD = "hunter2-fake-password-93"
 FAKE_HOST = "db-primary.internal.example"
@@ -122,32 +122,6 @@ def test_a_hung_check_is_not_started_again_until_its_thread_returns():
         assert runner.started_runs["stuck"] == 2
     finally:
         release.set()
-
-
-class HangingServer:
-    """A TCP server that accepts connections and never says a word: a hung PostgreSQL."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted.append(connection)
-
-    def close(self) -> None:
-        self.sock.close()
-        for connection in self.accepted:
-            connection.close()
 
 
 @pytest.fixture
