@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Native (no Docker) backend stack for otel-hcv: PostgreSQL, Redis, Jaeger v2,
 # an OpenTelemetry Collector built with the official builder (ocb), and
-# Prometheus. Everything listens on 127.0.0.1 only. See docs/stack.md.
+# Prometheus; optionally an agent/gateway collector tier (start-tier). Everything
+# listens on 127.0.0.1 only. See docs/stack.md and docs/operations.md.
 set -euo pipefail
 
 usage() {
@@ -17,20 +18,35 @@ Commands:
   start [COMPONENT]  Start all components (or one) in the background and wait until
                      each is healthy. Components already running and healthy are left
                      alone. Exits non-zero, showing the log tail, if one fails.
-  stop [COMPONENT]   Stop all components (or one).
+  stop [COMPONENT]   Stop all components (or one); without COMPONENT the tier too.
   restart [COMPONENT]
                      stop then start.
   status             Show pid, health and address of every component
                      (exit 1 if any is not running and healthy).
   env                Print `export` lines with the stack's addresses
                      (use: eval "$(scripts/stack.sh env)").
-  validate           Validate collector/otel-config.yaml and jaeger/config.yaml with
-                     the built binaries, and the Prometheus config/rules with promtool.
+  validate           Validate collector/otel-config.yaml, agent.yaml (both resolvers),
+                     gateway.yaml and jaeger/config.yaml with the built binaries, and
+                     the Prometheus config/rules with promtool.
   bin NAME           Print the path of the cached binary NAME (collector|jaeger);
                      exit 1 if it has not been built.
+  start-tier [N]     Start the agent/gateway tier beside the stack: N gateways
+                     (collector/gateway.yaml; default 2, at most 4) and one agent
+                     (collector/agent.yaml) that routes spans to them by trace id
+                     (static resolver). Send OTLP to the agent (http://127.0.0.1:25018).
+                     The gateways export to Jaeger and are scraped by Prometheus, so
+                     run `start` too. A tier running with another N is restarted.
+                     OTEL_HCV_SAMPLING_* in the environment reach the gateways.
+  stop-tier          Stop the agent and the gateways (`stop` without a component
+                     stops them too).
+  status-tier        Show pid, health and address of the agent and the gateways
+                     (exit 1 if the tier is not fully running and healthy).
   help               Show this help.
 
 Components (start order): postgres redis jaeger collector prometheus
+Tier members (start-tier): gateway-1 .. gateway-N, then agent. Member k (agent 0,
+  gateway-i i) listens on 25k17 OTLP gRPC, 25k18 OTLP HTTP, 25k33 health, 25k88 own
+  metrics, and a gateway on 25k89 (prometheus exporter): agent 25017, gateway-1 25117.
 
 Environment:
   OTEL_HCV_CACHE          build cache: Go toolchain caches and binaries
@@ -84,6 +100,17 @@ JAEGER_MODULE_VERSION=v1.76.0
 JAEGER_VERSION=2.13.0
 
 COMPONENTS=(postgres redis jaeger collector prometheus)
+
+# Agent/gateway tier (start-tier). Member k -- agent k=0, gateway-i k=i -- uses the
+# ports 25000 + 100*k + {17 OTLP gRPC, 18 OTLP HTTP, 33 health, 88 own metrics,
+# 89 prometheus exporter (gateways only)}. prometheus/prometheus.yml scrapes
+# gateways 1..MAX_GATEWAYS.
+AGENT_CONFIG="$ROOT/collector/agent.yaml"
+GATEWAY_CONFIG="$ROOT/collector/gateway.yaml"
+TIER_PORT_BASE=25000
+MAX_GATEWAYS=4
+DEFAULT_GATEWAYS=2
+TIER_GATEWAYS=$DEFAULT_GATEWAYS
 
 COLLECTOR_CONFIG="$ROOT/collector/otel-config.yaml"
 BUILDER_CONFIG="$ROOT/collector/builder-config.yaml"
@@ -295,6 +322,8 @@ proc_marker() {
     jaeger) echo jaeger ;;
     collector) echo otelcol-hcv ;;
     prometheus) echo prometheus ;;
+    agent) echo "$AGENT_CONFIG" ;;
+    gateway-*) echo "$GATEWAY_CONFIG" ;;
   esac
 }
 
@@ -332,7 +361,28 @@ component_port() {
     jaeger) echo "$JAEGER_QUERY_PORT" ;;
     collector) echo "$OTLP_HTTP_PORT" ;;
     prometheus) echo "$PROMETHEUS_PORT" ;;
+    agent | gateway-*) tier_port "$1" 18 ;;
   esac
+}
+
+# tier_port MEMBER SUFFIX: port SUFFIX (17, 18, 33, 88, 89) of a tier member.
+tier_port() {
+  local k
+  case "$1" in
+    agent) k=0 ;;
+    gateway-*) k="${1#gateway-}" ;;
+    *) die "not a tier member: $1" ;;
+  esac
+  echo $((TIER_PORT_BASE + 100 * k + $2))
+}
+
+# The gateways' OTLP gRPC addresses as a YAML list, for the agent's static resolver.
+tier_gateway_list() {
+  local i out=""
+  for ((i = 1; i <= TIER_GATEWAYS; i++)); do
+    out+="${out:+, }$HOST:$(tier_port "gateway-$i" 17)"
+  done
+  echo "[$out]"
 }
 
 component_address() {
@@ -342,6 +392,8 @@ component_address() {
     jaeger) echo "http://$HOST:$JAEGER_QUERY_PORT (OTLP in: $HOST:14317 grpc, $HOST:$JAEGER_OTLP_HTTP_PORT http)" ;;
     collector) echo "OTLP $HOST:$OTLP_GRPC_PORT grpc, http://$HOST:$OTLP_HTTP_PORT; metrics http://$HOST:$COLLECTOR_PROM_PORT/metrics" ;;
     prometheus) echo "http://$HOST:$PROMETHEUS_PORT" ;;
+    agent) echo "OTLP $HOST:$(tier_port agent 17) grpc, http://$HOST:$(tier_port agent 18); own metrics :$(tier_port agent 88), health :$(tier_port agent 33)" ;;
+    gateway-*) echo "OTLP $HOST:$(tier_port "$1" 17) grpc, :$(tier_port "$1" 18) http; metrics http://$HOST:$(tier_port "$1" 89)/metrics, own :$(tier_port "$1" 88), health :$(tier_port "$1" 33)" ;;
   esac
 }
 
@@ -361,6 +413,12 @@ is_healthy() {
         && port_open "$OTLP_GRPC_PORT" && port_open "$OTLP_HTTP_PORT" ;;
     prometheus)
       http_ok "http://$HOST:$PROMETHEUS_PORT/-/ready" ;;
+    agent)
+      http_ok "http://$HOST:$(tier_port agent 33)/" && port_open "$(tier_port agent 17)" \
+        && port_open "$(tier_port agent 18)" ;;
+    gateway-*)
+      http_ok "http://$HOST:$(tier_port "$1" 33)/" && http_ok "http://$HOST:$(tier_port "$1" 89)/metrics" \
+        && port_open "$(tier_port "$1" 17)" && port_open "$(tier_port "$1" 18)" ;;
   esac
 }
 
@@ -530,6 +588,48 @@ launch_prometheus() {
     --web.listen-address="$HOST:$PROMETHEUS_PORT" --web.enable-lifecycle --log.level=info
 }
 
+# Agent and gateways: the collector binary with collector/agent.yaml or
+# collector/gateway.yaml, every address set explicitly. The caller's environment
+# passes through (OTEL_HCV_SAMPLING_*, OTEL_COLLECTOR_MEMORY_LIMIT_MIB, ...).
+launch_gateway() {
+  local c="gateway-$1" bin
+  bin="$(collector_bin)"
+  [[ -x "$bin" ]] || { log "$c: $bin not built (run: scripts/stack.sh install)"; return 1; }
+  check_port_free "$c" "$(tier_port "$c" 17)" "$(tier_port "$c" 18)" "$(tier_port "$c" 33)" \
+    "$(tier_port "$c" 88)" "$(tier_port "$c" 89)" || return 1
+  mkdir -p "$STATE/tier/$c"
+  spawn "$c" env OTEL_COLLECTOR_BIND="$HOST" OTEL_HCV_GATEWAY_NAME="$c" \
+    OTEL_HCV_OTLP_GRPC_PORT="$(tier_port "$c" 17)" OTEL_HCV_OTLP_HTTP_PORT="$(tier_port "$c" 18)" \
+    OTEL_HCV_HEALTH_PORT="$(tier_port "$c" 33)" OTEL_HCV_TELEMETRY_PORT="$(tier_port "$c" 88)" \
+    OTEL_HCV_PROMETHEUS_PORT="$(tier_port "$c" 89)" \
+    JAEGER_OTLP_ENDPOINT="http://$HOST:$JAEGER_OTLP_HTTP_PORT" \
+    OTEL_HCV_LOG_SINK="$STATE/tier/$c/logs.jsonl" \
+    "$bin" --config "$GATEWAY_CONFIG"
+}
+
+launch_agent() {
+  local bin
+  bin="$(collector_bin)"
+  [[ -x "$bin" ]] || { log "agent: $bin not built (run: scripts/stack.sh install)"; return 1; }
+  check_port_free agent "$(tier_port agent 17)" "$(tier_port agent 18)" "$(tier_port agent 33)" \
+    "$(tier_port agent 88)" || return 1
+  # Loopback has no load balancer in front of the pool: metrics and logs go to gateway-1.
+  spawn agent env OTEL_COLLECTOR_BIND="$HOST" \
+    OTEL_HCV_OTLP_GRPC_PORT="$(tier_port agent 17)" OTEL_HCV_OTLP_HTTP_PORT="$(tier_port agent 18)" \
+    OTEL_HCV_HEALTH_PORT="$(tier_port agent 33)" OTEL_HCV_TELEMETRY_PORT="$(tier_port agent 88)" \
+    OTEL_HCV_GATEWAY_RESOLVER=static OTEL_HCV_GATEWAYS="$(tier_gateway_list)" \
+    OTEL_HCV_GATEWAY_OTLP_ENDPOINT="http://$HOST:$(tier_port gateway-1 18)" \
+    "$bin" --config "$AGENT_CONFIG"
+}
+
+launch() {
+  case "$1" in
+    agent) launch_agent ;;
+    gateway-*) launch_gateway "${1#gateway-}" ;;
+    *) "launch_$1" ;;
+  esac
+}
+
 start_one() {
   local c="$1" t0=$SECONDS
   if is_running "$c"; then
@@ -540,7 +640,7 @@ start_one() {
     log "$c: running but unhealthy; restarting it"
     stop_one "$c"
   fi
-  if ! "launch_$c"; then
+  if ! launch "$c"; then
     log "$c: FAILED to start"
     # postgres logs initdb/pg_ctl failures; the others failed before spawning.
     [[ $c == postgres ]] && show_log_tail "$c"
@@ -611,6 +711,8 @@ cmd_stop() {
   local out list c i
   out="$(select_components "${1:-}")"
   read -r -a list <<<"$out"
+  # Everything: the tier first (it exports into the stack).
+  [[ -n "${1:-}" ]] || stop_tier quiet
   for ((i = ${#list[@]} - 1; i >= 0; i--)); do
     stop_one "${list[$i]}"
   done
@@ -632,6 +734,78 @@ cmd_status() {
   return "$rc"
 }
 
+# --------------------------------------------------------------------------
+# Agent/gateway tier
+# --------------------------------------------------------------------------
+# Members in start order: gateway-1..gateway-N, agent.
+tier_members() {
+  local i
+  for ((i = 1; i <= $1; i++)); do echo "gateway-$i"; done
+  echo agent
+}
+
+tier_recorded_gateways() { cat "$RUN_DIR/tier.gateways" 2>/dev/null || true; }
+
+cmd_start_tier() {
+  local n="${1:-$DEFAULT_GATEWAYS}" prev c failed=() t0=$SECONDS
+  [[ $n =~ ^[0-9]+$ ]] && ((n >= 1 && n <= MAX_GATEWAYS)) \
+    || die "start-tier: the number of gateways must be 1..$MAX_GATEWAYS (got '$n')"
+  mkdir -p "$RUN_DIR" "$LOG_DIR"
+  prev="$(tier_recorded_gateways)"
+  # The agent's static list names the gateways: another N needs a fresh tier.
+  if [[ $prev != "$n" ]] && { [[ -n $prev ]] || is_running agent; }; then
+    log "tier: running with ${prev:-an unknown number of} gateway(s); restarting it with $n"
+    stop_tier quiet
+  fi
+  for ((c = n + 1; c <= MAX_GATEWAYS; c++)); do
+    is_running "gateway-$c" && stop_one "gateway-$c"
+  done
+  TIER_GATEWAYS=$n
+  echo "$n" >"$RUN_DIR/tier.gateways"
+  for c in $(tier_members "$n"); do
+    start_one "$c" || failed+=("$c")
+  done
+  if (( ${#failed[@]} > 0 )); then
+    die "tier: failed to start: ${failed[*]}"
+  fi
+  for c in jaeger prometheus; do
+    is_running "$c" || log "tier: note: $c is not running (the gateways export to it): scripts/stack.sh start"
+  done
+  log "tier: agent + $n gateway(s) started in $((SECONDS - t0))s; send OTLP to http://$HOST:$(tier_port agent 18) (grpc $HOST:$(tier_port agent 17))"
+}
+
+# stop_tier [quiet]: stop the agent, then every gateway that runs.
+stop_tier() {
+  local c i stopped=0
+  for c in agent $(for ((i = MAX_GATEWAYS; i >= 1; i--)); do echo "gateway-$i"; done); do
+    if is_running "$c"; then
+      stop_one "$c"
+      stopped=1
+    else
+      rm -f "$(pidfile "$c")"
+    fi
+  done
+  rm -f "$RUN_DIR/tier.gateways"
+  (( stopped )) || [[ ${1:-} == quiet ]] || log "tier: not running"
+}
+
+cmd_status_tier() {
+  local n c pid health rc=0
+  n="$(tier_recorded_gateways)"
+  printf '%-11s %-8s %-8s %-9s %s\n' MEMBER STATE PID HEALTH ADDRESS
+  for c in $(tier_members "${n:-$MAX_GATEWAYS}"); do
+    if pid="$(component_pid "$c")"; then
+      if is_healthy "$c"; then health=healthy; else health=unhealthy; rc=1; fi
+      printf '%-11s %-8s %-8s %-9s %s\n' "$c" running "$pid" "$health" "$(component_address "$c")"
+    else
+      printf '%-11s %-8s %-8s %-9s %s\n' "$c" stopped - - "$(component_address "$c")"
+      rc=1
+    fi
+  done
+  echo "gateways started: ${n:-none}   logs: $LOG_DIR/{agent,gateway-N}.log   log sinks: $STATE/tier/gateway-N/logs.jsonl"
+  return "$rc"
+}
+
 cmd_env() {
   cat <<EOF
 export OTEL_EXPORTER_OTLP_ENDPOINT=http://$HOST:$OTLP_HTTP_PORT
@@ -650,6 +824,13 @@ cmd_validate() {
   [[ -x "$bin" ]] || die "collector not built: run scripts/stack.sh install"
   log "collector: validate $COLLECTOR_CONFIG"
   OTEL_COLLECTOR_BIND="$HOST" OTEL_HCV_LOG_SINK="$LOG_SINK" "$bin" validate --config "$COLLECTOR_CONFIG" || rc=1
+  local resolver
+  for resolver in static dns; do
+    log "collector: validate $AGENT_CONFIG (OTEL_HCV_GATEWAY_RESOLVER=$resolver)"
+    OTEL_COLLECTOR_BIND="$HOST" OTEL_HCV_GATEWAY_RESOLVER="$resolver" "$bin" validate --config "$AGENT_CONFIG" || rc=1
+  done
+  log "collector: validate $GATEWAY_CONFIG"
+  OTEL_COLLECTOR_BIND="$HOST" "$bin" validate --config "$GATEWAY_CONFIG" || rc=1
   bin="$(jaeger_bin)"
   if [[ -x "$bin" ]]; then
     log "jaeger: validate $JAEGER_CONFIG"
@@ -694,6 +875,9 @@ main() {
     env) cmd_env ;;
     validate) cmd_validate ;;
     bin) cmd_bin "${1:-}" ;;
+    start-tier) cmd_start_tier "${1:-}" ;;
+    stop-tier) stop_tier ;;
+    status-tier) cmd_status_tier ;;
     help | -h | --help) usage ;;
     *) usage >&2; exit 2 ;;
   esac

@@ -28,6 +28,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 STACK_SH = ROOT / "scripts" / "stack.sh"
 COLLECTOR_CONFIG = ROOT / "collector" / "otel-config.yaml"
+# The agent/gateway tier (docs/operations.md): the builder manifest serves all three.
+AGENT_CONFIG = ROOT / "collector" / "agent.yaml"
+GATEWAY_CONFIG = ROOT / "collector" / "gateway.yaml"
+COLLECTOR_CONFIGS = (COLLECTOR_CONFIG, AGENT_CONFIG, GATEWAY_CONFIG)
 BUILDER_CONFIG = ROOT / "collector" / "builder-config.yaml"
 JAEGER_CONFIG = ROOT / "jaeger" / "config.yaml"
 PROM_DIR = ROOT / "prometheus"
@@ -93,6 +97,16 @@ def promtool() -> str:
 @pytest.fixture(scope="session")
 def collector_config() -> dict:
     return load_yaml(COLLECTOR_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def agent_config() -> dict:
+    return load_yaml(AGENT_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def gateway_config() -> dict:
+    return load_yaml(GATEWAY_CONFIG)
 
 
 @pytest.fixture(scope="session")
@@ -225,6 +239,9 @@ def stack() -> SimpleNamespace:
         ROOT=ROOT,
         STACK_SH=STACK_SH,
         COLLECTOR_CONFIG=COLLECTOR_CONFIG,
+        AGENT_CONFIG=AGENT_CONFIG,
+        GATEWAY_CONFIG=GATEWAY_CONFIG,
+        COLLECTOR_CONFIGS=COLLECTOR_CONFIGS,
         BUILDER_CONFIG=BUILDER_CONFIG,
         JAEGER_CONFIG=JAEGER_CONFIG,
         PROM_DIR=PROM_DIR,

@@ -88,12 +88,21 @@ def binary_components(collector_bin) -> dict[str, set[str]]:
     }
 
 
-def test_config_components_equal_builder_manifest(collector_bin, collector_config, builder_config, stack):
+def used_component_types(stack, kind: str) -> set[str]:
+    """Types of `kind` defined by the three collector configs together (the manifest's scope)."""
+    used: set[str] = set()
+    for path in stack.COLLECTOR_CONFIGS:
+        used |= {component_type(cid) for cid in (stack.load_yaml(path).get(kind) or {})}
+    return used
+
+
+def test_config_components_equal_builder_manifest(collector_bin, builder_config, stack):
+    """The binary holds exactly the union of what otel-config, agent and gateway use."""
     built = binary_components(collector_bin)
     for kind in stack.COMPONENT_KINDS:
-        used = {component_type(cid) for cid in (collector_config.get(kind) or {})}
+        used = used_component_types(stack, kind)
         manifest = builder_config.get(kind) or []
-        assert used == built[kind], f"{kind}: config uses {sorted(used)}, binary has {sorted(built[kind])}"
+        assert used == built[kind], f"{kind}: configs use {sorted(used)}, binary has {sorted(built[kind])}"
         # One manifest entry per built component: nothing extra in the manifest.
         assert len(manifest) == len(built[kind]), f"{kind}: manifest {manifest} vs binary {sorted(built[kind])}"
 
@@ -107,10 +116,10 @@ KIND_SUFFIX = {
 }
 
 
-def test_builder_manifest_matches_config_statically(collector_config, builder_config, stack):
-    """Without the binary: module otlphttpexporter <-> type otlp_http, and so on."""
+def test_builder_manifest_matches_config_statically(builder_config, stack):
+    """Without the binary: module otlphttpexporter <-> type otlp_http, and so on (union of the configs)."""
     for kind in stack.COMPONENT_KINDS:
-        used = {component_type(cid).replace("_", "") for cid in (collector_config.get(kind) or {})}
+        used = {t.replace("_", "") for t in used_component_types(stack, kind)}
         modules = [e["gomod"].split()[0].rsplit("/", 1)[1] for e in builder_config.get(kind) or []]
         assert all(m.endswith(KIND_SUFFIX[kind]) for m in modules), modules
         listed = {m[: -len(KIND_SUFFIX[kind])] for m in modules}

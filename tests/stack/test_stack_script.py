@@ -28,8 +28,9 @@ def test_help_lists_every_command(stack):
     assert proc.returncode == 0
     usage = proc.stdout
     dispatch = stack.STACK_SH.read_text().split("main() {", 1)[1]
-    commands = set(re.findall(r"^\s+([a-z]+)\)", dispatch, re.M))
+    commands = set(re.findall(r"^\s+([a-z][a-z-]*)\)", dispatch, re.M))
     assert {"install", "start", "stop", "restart", "status", "env", "validate", "bin"} <= commands
+    assert {"start-tier", "stop-tier", "status-tier"} <= commands
     for cmd in commands:
         assert re.search(rf"^  {cmd}\b", usage, re.M), f"--help does not document '{cmd}'"
     for component in ("postgres", "redis", "jaeger", "collector", "prometheus"):
@@ -85,3 +86,25 @@ def test_validate_command(stack, collector_bin, promtool):
     proc = run(stack, "validate", timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all configs valid" in proc.stderr
+
+
+def test_start_tier_rejects_a_bad_gateway_count(stack, tmp_path):
+    for bad in ("0", "5", "two"):
+        proc = run(stack, "start-tier", bad, env_extra={"OTEL_HCV_STATE": str(tmp_path)})
+        assert proc.returncode != 0, bad
+        assert "number of gateways must be 1..4" in proc.stderr
+
+
+def test_status_tier_on_empty_state_reports_stopped(stack, tmp_path):
+    proc = run(stack, "status-tier", env_extra={"OTEL_HCV_STATE": str(tmp_path)})
+    assert proc.returncode == 1
+    for member in ("agent", "gateway-1", "gateway-4"):
+        assert re.search(rf"^{member}\s+stopped", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^agent\s+stopped\s+-\s+-\s+OTLP 127\.0\.0\.1:25017 grpc", proc.stdout, re.M), proc.stdout
+    assert ":25189/metrics" in proc.stdout
+
+
+def test_stop_tier_when_nothing_runs(stack, tmp_path):
+    proc = run(stack, "stop-tier", env_extra={"OTEL_HCV_STATE": str(tmp_path)})
+    assert proc.returncode == 0
+    assert "tier: not running" in proc.stderr
