@@ -10,6 +10,7 @@ by the OpenTelemetry SDK itself; this package only supplies defaults for them
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -74,7 +75,7 @@ class Settings:
     sentry_release: str = ""  # defaults to SERVICE_VERSION
     sentry_send_spans: bool = False  # also export spans to Sentry's OTLP endpoint
 
-    @property
+    @functools.cached_property
     def all_sensitive_keys(self) -> frozenset[str]:
         return frozenset(k.lower() for k in (*DEFAULT_SENSITIVE_KEYS, *self.sensitive_keys))
 
@@ -125,9 +126,7 @@ def _coerce(setting: str, name: str, value: Any) -> Any:
 def _validate(values: dict[str, Any], origin: Mapping[str, str]) -> None:
     level = values["otlp_log_level"].upper()
     if level not in _LOG_LEVELS:
-        raise ConfigurationError(
-            f"{origin['otlp_log_level']} must be one of {', '.join(_LOG_LEVELS)}, got {level!r}"
-        )
+        raise ConfigurationError(f"{origin['otlp_log_level']} must be one of {', '.join(_LOG_LEVELS)}, got {level!r}")
     values["otlp_log_level"] = level
     if values["ip_addresses"] not in ("drop", "truncate", "keep"):
         raise ConfigurationError(

@@ -24,7 +24,7 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.trace import SpanContext
 
 from otel_hcv import context, privacy, sdk
-from otel_hcv.export import redact_stacktrace
+from otel_hcv.export import count_dropped, redact_stacktrace
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -168,6 +168,7 @@ class DropReport(logging.Filter):
         if not str(record.msg).startswith("Queue full"):
             return True
         kind = str(record.args[0]) if record.args else "item"
+        count_dropped("traces" if kind == "Span" else "logs", "queue_full")
         now = time.monotonic()
         with self.lock:
             self.unreported[kind] += 1

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics.view import View
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from otel_hcv import context, privacy, sdk
 
@@ -245,43 +245,37 @@ def _request_of(args: tuple[Any, ...]) -> Any:
 
 
 class _ApiCall:
-    """The span and measurements around one call of a decorated view."""
+    """The measurements around one call of a decorated view, and the annotations it puts
+    on the request's span (the server span under Django's instrumentation).
+
+    No span of its own: the server span already covers the view, and one span fewer per
+    request is a third less tracing work. An exception that escapes the view reaches
+    Django, whose instrumentation records it on the server span; on any other current
+    span this records it itself.
+    """
 
     def __init__(self, endpoint: str, request: Any) -> None:
         self.endpoint = endpoint
         self.method = getattr(request, "method", None) or "_OTHER"
         self.start = time.perf_counter()
-        settings = sdk.current_settings()
-        user = privacy.user_attributes(privacy.user_id_of(request), settings)
+        user = privacy.user_attributes(privacy.user_id_of(request), sdk.current_settings())
         self.user_token = context.user_attributes.set(user)
         self.endpoint_token = context.endpoint.set(endpoint)
-        server_span = trace.get_current_span()
-        if server_span.is_recording():
-            server_span.set_attributes({ENDPOINT: endpoint, **user})
-        self.span_context = instruments.tracer.start_as_current_span(
-            endpoint,
-            attributes={ENDPOINT: endpoint, HTTP_METHOD: self.method, **user},
-            record_exception=False,
-            set_status_on_exception=False,
-        )
-        self.span = self.span_context.__enter__()
+        self.span = trace.get_current_span()
+        if self.span.is_recording():
+            self.span.set_attributes({ENDPOINT: endpoint, **user})
 
     def finish(self, status_code: int, exc: BaseException | None = None) -> None:
         try:
             error_type = None
             if exc is not None:
                 error_type = _qualified_name(type(exc)) if status_code >= 500 else str(status_code)
-                if status_code >= 500:
-                    _mark_failed(self.span, exc, error_type)
-                elif self.span.is_recording():
+                if self.span.is_recording():
                     self.span.set_attribute(ERROR_TYPE, error_type)
-            elif status_code >= 500 and self.span.is_recording():
-                self.span.set_status(Status(StatusCode.ERROR, str(status_code)))
-            if self.span.is_recording():
-                self.span.set_attribute(HTTP_STATUS, status_code)
+                    if status_code >= 500 and getattr(self.span, "kind", None) is not SpanKind.SERVER:
+                        _mark_failed(self.span, exc, error_type)
             record_api_request(self.endpoint, self.method, status_code, time.perf_counter() - self.start, error_type)
         finally:
-            self.span_context.__exit__(None, None, None)
             context.user_attributes.reset(self.user_token)
             context.endpoint.reset(self.endpoint_token)
 
@@ -293,10 +287,10 @@ def track_api_metrics(endpoint_name: str | None = None) -> Callable[[F], F]:
     """Decorate a DRF ``APIView`` method, a function view or an async view.
 
     Records ``hcv.api.request.duration`` and ``hcv.api.requests`` by endpoint, method
-    and status code, and runs the view in a span named after the endpoint that carries
-    the endpoint and the (pseudonymised) user. An exception is recorded with the status
-    Django will answer for it (500 unless it is an HTTP error such as DRF's validation
-    errors) and re-raised.
+    and status code, and marks the request's span with the endpoint and the
+    (pseudonymised) user. An exception is counted with the status Django will answer for
+    it (500 unless it is an HTTP error such as DRF's validation errors), recorded on the
+    span as an exception event with error status, and re-raised.
     """
 
     def decorator(func: F) -> F:

@@ -53,9 +53,10 @@ OTEL_ENV_DEFAULTS: Mapping[str, str] = {
     "OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318",
     # The stable HTTP semantic conventions (http.request.method, url.path, ...).
     "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
-    # The SDK's own metrics about its queues and exporters: dropped spans and log records
-    # (collector down, queue full) become visible as otel.sdk.* series.
-    "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED": "true",
+    # Smaller export batches than upstream's 512: encoding a batch holds the interpreter
+    # lock, and with 512 spans that stalls requests for tens of milliseconds (p99).
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64",
+    "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": "64",
     # opentelemetry-instrumentation-logging would add a second OTLP handler that exports
     # records unredacted; ours (otel_hcv.logging.OtlpLoggingHandler) replaces it.
     "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION": "false",
@@ -277,7 +278,7 @@ def _build_providers(settings: conf.Settings, resource: Resource) -> Providers:
     (the SDK's own exit hooks wait for exporters that may be retrying a dead collector).
     """
     from otel_hcv import metrics as hcv_metrics
-    from otel_hcv.export import RedactingSpanExporter
+    from otel_hcv.export import CountingLogExporter, RedactingSpanExporter
 
     span_exporters, metric_exporters, log_exporters = _import_exporters(
         _get_exporter_names("traces"),
@@ -303,7 +304,7 @@ def _build_providers(settings: conf.Settings, resource: Resource) -> Providers:
     )
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     for exporter in log_exporters.values():
-        logger_provider.add_log_record_processor(BatchLogRecordProcessor(exporter()))
+        logger_provider.add_log_record_processor(BatchLogRecordProcessor(CountingLogExporter(exporter())))
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     set_logger_provider(logger_provider)
@@ -358,9 +359,34 @@ def _after_providers(telemetry: Telemetry) -> None:
     attach_logging_handler(telemetry)
     instrument_django(telemetry.settings)
     gauges.register_gauges(telemetry.settings)
+    _register_dropped_counter()
     if not telemetry.for_tests:  # a developer's exported SENTRY_DSN must not get test errors
         # After the tracer provider exists: Sentry's OTLP bridge links errors to its traces.
         sentry.setup(telemetry.settings)
+
+
+_dropped_counter_registered = False
+
+
+def _register_dropped_counter() -> None:
+    """``hcv.telemetry.dropped``: spans and log records lost (queue full, export failed).
+
+    Counted where it happens (a queue-full warning, a failed export batch) and observed at
+    collection, so it costs nothing per request; the SDK's own per-span self-metrics
+    (OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED) would cost several measurements per span.
+    """
+    global _dropped_counter_registered
+    if _dropped_counter_registered:
+        return
+    from otel_hcv.export import dropped_observations
+
+    metrics.get_meter("otel_hcv").create_observable_counter(
+        "hcv.telemetry.dropped",
+        callbacks=[dropped_observations],
+        unit="{item}",
+        description="Spans and log records lost: the batch queue was full, or the export failed after retries.",
+    )
+    _dropped_counter_registered = True
 
 
 def attach_logging_handler(telemetry: Telemetry | None = None) -> None:

@@ -110,9 +110,7 @@ class _SnapshotStore(MetricExporter):
         self.lock = threading.Lock()
         self.on_demand = threading.local()
 
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         snapshot = snapshot_of(metrics_data, time.monotonic())
         target = getattr(self.on_demand, "target", None)
         if target is not None:

@@ -14,7 +14,5 @@ def metrics_summary(request: HttpRequest) -> JsonResponse:
     """The plan's ``MetricsView`` fields for the last window, for this process."""
     reader = SummaryReader.instance
     if reader is None:
-        return JsonResponse(
-            {"error": "metrics are not being collected: otel_hcv is not configured"}, status=503
-        )
+        return JsonResponse({"error": "metrics are not being collected: otel_hcv is not configured"}, status=503)
     return JsonResponse(reader.summary(sdk.current_settings().summary_window_seconds))

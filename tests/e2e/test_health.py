@@ -307,7 +307,7 @@ def test_the_metrics_the_telemetry_rules_read_exist(service, prometheus):
     """The exporter failure series appear only once something fails; these always exist."""
     job = f'job="{service.name}"'
     for selector in (
-        f"otel_sdk_exporter_metric_data_point_exported_total{{{job}}}",  # SDK self-metrics (on by default)
+        f"hcv_telemetry_dropped_total{{{job}}}",  # otel-hcv's loss counter, zero from the start
         'otelcol_receiver_refused_metric_points{job="otel-collector",receiver="otlp"}',
         'otelcol_receiver_failed_metric_points{job="otel-collector",receiver="otlp"}',
         'up{job="otel-collector"}',

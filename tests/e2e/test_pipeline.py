@@ -131,7 +131,7 @@ def test_forged_request_ids_are_replaced_everywhere(run):
 def test_diagnosis_trace_in_jaeger(run):
     jaeger = run["jaeger"]
     trace_id = run["traces"]["success"][0]
-    spans = eventually(lambda: (s := jaeger.trace(trace_id)) and len(s) >= 3 and s)
+    spans = eventually(lambda: (s := jaeger.trace(trace_id)) and len(s) >= 2 and s)
     by_name = {s["name"]: s for s in spans}
     server = by_name["POST api/diagnose/"]
     assert server["service"] == run["service"]
@@ -141,14 +141,15 @@ def test_diagnosis_trace_in_jaeger(run):
     assert server["tags"]["enduser.pseudo.id"] == expected
     diagnosis = by_name["hcv.diagnosis"]
     assert diagnosis["tags"]["enduser.pseudo.id"] == expected
-    assert diagnosis["parent"] == by_name["hcv_diagnosis"]["span_id"]
-    assert by_name["hcv_diagnosis"]["parent"] == server["span_id"]
+    assert diagnosis["parent"] == server["span_id"]
+    assert "hcv_diagnosis" not in by_name  # the view adds no span of its own
+    assert any(s["name"].startswith(("SELECT", "INSERT", "hcv")) for s in spans if s["parent"] == server["span_id"])
     assert server["process"]["service.instance.id"]
 
 
 def test_failed_diagnosis_is_an_error_trace(run):
     jaeger = run["jaeger"]
-    spans = eventually(lambda: (s := jaeger.trace(run["traces"]["failure"][0])) and len(s) >= 3 and s)
+    spans = eventually(lambda: (s := jaeger.trace(run["traces"]["failure"][0])) and len(s) >= 2 and s)
     diagnosis = next(s for s in spans if s["name"] == "hcv.diagnosis")
     assert diagnosis["tags"]["error"] is True
     assert diagnosis["tags"]["error.type"] == "RuntimeError"

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from django.contrib.auth.models import User
+from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 from otel_hcv import MetricsCollector, record_diagnosis, trace_diagnosis
@@ -72,6 +73,11 @@ def test_trace_diagnosis_failure_marks_span_counts_and_reraises(otel_capture):
     assert point.attributes == {"hcv.diagnosis.outcome": "failure", "error.type": "ZeroDivisionError"}
 
 
+def server_span(otel_capture):
+    (span,) = [s for s in otel_capture.spans() if s.kind.name == "SERVER"]
+    return span
+
+
 def api_points(otel_capture):
     return {
         (p.attributes["hcv.endpoint"], p.attributes["http.response.status_code"]): p
@@ -87,14 +93,15 @@ def test_drf_view_success_with_authenticated_user(client, otel_capture):
     response = client.post("/diagnose/", {"value": 7}, content_type="application/json")
 
     assert response.status_code == 200
-    (endpoint_span,) = otel_capture.spans("test_diagnosis")
+    server = server_span(otel_capture)
     pseudonym = pseudonymize_user_id(user.pk, current_settings())
-    assert endpoint_span.attributes["hcv.endpoint"] == "test_diagnosis"
-    assert endpoint_span.attributes["http.request.method"] == "POST"
-    assert endpoint_span.attributes["http.response.status_code"] == 200
-    assert endpoint_span.attributes[PSEUDONYMOUS_USER_ID_KEY] == pseudonym
+    assert server.attributes["hcv.endpoint"] == "test_diagnosis"
+    assert server.attributes["http.request.method"] == "POST"
+    assert server.attributes["http.response.status_code"] == 200
+    assert server.attributes[PSEUDONYMOUS_USER_ID_KEY] == pseudonym
     (diagnosis_span,) = otel_capture.spans("hcv.diagnosis")
-    assert diagnosis_span.parent.span_id == endpoint_span.context.span_id
+    assert diagnosis_span.parent.span_id == server.context.span_id
+    assert len(otel_capture.spans()) == 2  # the server span and the diagnosis: no extra span per view
     assert diagnosis_span.attributes[PSEUDONYMOUS_USER_ID_KEY] == pseudonym
     point = api_points(otel_capture)[("test_diagnosis", 200)]
     assert point.value == 1
@@ -107,9 +114,11 @@ def test_validation_error_is_a_4xx_not_an_error_span(client, otel_capture):
     response = client.post("/diagnose/", {"value": -1}, content_type="application/json")
 
     assert response.status_code == 400
-    (span,) = otel_capture.spans("test_diagnosis")
+    span = server_span(otel_capture)
     assert span.status.status_code is StatusCode.UNSET
     assert span.attributes["http.response.status_code"] == 400
+    assert span.attributes["error.type"] == "400"
+    assert not [e for e in span.events if e.name == "exception"]
     assert api_points(otel_capture)[("test_diagnosis", 400)].attributes["error.type"] == "400"
 
 
@@ -119,9 +128,13 @@ def test_exception_is_status_500_with_exception_event_and_reraised(client, otel_
     with pytest.raises(RuntimeError, match="unlucky"):
         client.post("/diagnose/", {"value": 13}, content_type="application/json")
 
-    (span,) = otel_capture.spans("test_diagnosis")
+    span = server_span(otel_capture)
     assert span.status.status_code is StatusCode.ERROR
-    assert [e.attributes["exception.type"] for e in span.events if e.name == "exception"] == ["RuntimeError"]
+    # One exception event, recorded by Django's instrumentation as the exception passes.
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert event.attributes["exception.type"] == "RuntimeError"
+    assert event.attributes["exception.message"] == REDACTED
+    assert span.attributes["error.type"] == "500"  # the server span's convention; the event has the class
     point = api_points(otel_capture)[("test_diagnosis", 500)]
     assert point.attributes["error.type"] == "RuntimeError"
 
@@ -132,7 +145,8 @@ def test_plain_function_view_uses_its_name(client, otel_capture):
 
     assert response.status_code == 201
     assert api_points(otel_capture)[("plain_view", 201)].attributes["http.request.method"] == "GET"
-    (span,) = otel_capture.spans("plain_view")
+    span = server_span(otel_capture)
+    assert span.attributes["hcv.endpoint"] == "plain_view"
     assert PSEUDONYMOUS_USER_ID_KEY not in span.attributes  # anonymous request
 
 
@@ -146,8 +160,9 @@ async def test_async_views(async_client, otel_capture):
     points = api_points(otel_capture)
     assert points[("async_endpoint", 200)].value == 1
     assert points[("failing_async", 500)].attributes["error.type"] == "ValueError"
-    (failed,) = otel_capture.spans("failing_async")
+    (failed,) = [s for s in otel_capture.spans() if s.attributes.get("hcv.endpoint") == "failing_async"]
     assert failed.status.status_code is StatusCode.ERROR
+    assert [e.attributes["exception.type"] for e in failed.events if e.name == "exception"] == ["ValueError"]
 
 
 def test_metrics_collector_keeps_the_plan_names(otel_capture):
@@ -178,15 +193,26 @@ def test_server_span_carries_endpoint_route_and_user(client, otel_capture):
 
     client.post("/diagnose/", {"value": 1}, content_type="application/json")
 
-    (server,) = [s for s in otel_capture.spans() if s.kind.name == "SERVER"]
+    server = server_span(otel_capture)
     assert server.attributes["http.route"] == "diagnose/"
     assert server.attributes["http.request.method"] == "POST"  # stable HTTP conventions
     assert server.attributes["hcv.endpoint"] == "test_diagnosis"
     assert server.attributes[PSEUDONYMOUS_USER_ID_KEY] == pseudonymize_user_id(user.pk, current_settings())
-    (endpoint_span,) = otel_capture.spans("test_diagnosis")
-    assert endpoint_span.parent.span_id == server.context.span_id
 
 
 def test_health_and_metrics_urls_are_not_traced(client, otel_capture):
     assert client.get("/metrics/").status_code == 200
     assert otel_capture.spans() == []
+
+
+def test_exception_outside_a_server_span_is_recorded_by_the_decorator(otel_capture):
+    from django.test import RequestFactory
+
+    from tests.testapp.views import DiagnoseView
+
+    request = RequestFactory().post("/diagnose/", {"value": 13}, content_type="application/json")
+    with trace.get_tracer("job").start_as_current_span("batch job"), pytest.raises(RuntimeError):
+        DiagnoseView.as_view()(request)
+    (span,) = otel_capture.spans("batch job")
+    assert span.status.status_code is StatusCode.ERROR
+    assert [e.attributes["exception.type"] for e in span.events] == ["RuntimeError"]
