@@ -20,6 +20,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry._logs import LogRecord, get_logger
+from opentelemetry.context import get_current
+from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.trace import SpanContext
 
@@ -125,31 +128,37 @@ def record_span_context(record: logging.LogRecord) -> SpanContext | None:
 
 
 class OtlpLoggingHandler(LoggingHandler):
-    """The OpenTelemetry logging handler, fed a copy of each record that holds only what
-    may leave the process (the same rules as the JSON console lines)."""
+    """The OpenTelemetry logging handler, exporting of each record only what may leave
+    the process (the same rules as the JSON console lines). The OTLP record is built
+    here from the safe fields directly, rather than from a redacted copy of the record."""
+
+    _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(_SDK_LOGGER):
             return  # the SDK's own diagnostics would feed the queue they report on
         try:
             settings = sdk.current_settings()
-            fields = {k: v for k, v in vars(record).items() if k in _RECORD_ATTRIBUTES}
-            fields.update(safe_extras(record, settings))
-            fields["msg"] = safe_message(record, settings)
-            fields["args"] = None
-            # The handler would export str(exception) and the raw traceback.
-            fields["exc_info"] = fields["exc_text"] = None
-            fields.update(exception_fields(record))
-            safe = logging.makeLogRecord(fields)
+            attributes = safe_extras(record, settings)
+            attributes.update(exception_fields(record))
+            context = None
+            if not trace.get_current_span().get_span_context().is_valid:
+                # An access-log line: export it in the context of the request it describes.
+                span_context = record_span_context(record)
+                if span_context is not None:
+                    context = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+            otel_record = LogRecord(
+                timestamp=int(record.created * 1e9),
+                observed_timestamp=time.time_ns(),
+                context=context or get_current(),
+                severity_text=self._SEVERITY_TEXT.get(record.levelname, record.levelname),
+                severity_number=std_to_otel(record.levelno),
+                body=safe_message(record, settings),
+                attributes=attributes,
+            )
+            get_logger(record.name, logger_provider=self._logger_provider).emit(otel_record)
         except Exception:  # telemetry never breaks logging
             return
-        span_context = record_span_context(record)
-        if span_context is None or trace.get_current_span().get_span_context().is_valid:
-            super().emit(safe)
-            return
-        # An access-log line: export it in the context of the request it describes.
-        with trace.use_span(trace.NonRecordingSpan(span_context)):
-            super().emit(safe)
 
 
 class DropReport(logging.Filter):
