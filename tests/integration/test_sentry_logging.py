@@ -23,13 +23,15 @@ PSEUDONYM_KEY = "sentry-logging-pseudonym-key"
 
 
 def run_python(code: str, otel_hcv: dict) -> dict:
-    """Set Django up with ``otel_hcv`` settings (its app's ready() configures telemetry and
-    Sentry), run ``code``, return its last stdout line as JSON."""
+    """Set Django up with ``otel_hcv`` settings, configure telemetry (and so Sentry) as a
+    script would, run ``code``, return its last stdout line as JSON."""
     program = f"""
 import django, json, logging, sys
 from django.conf import settings
 settings.configure(SECRET_KEY="k", INSTALLED_APPS=["otel_hcv"], OTEL_HCV={otel_hcv!r})
 django.setup()
+import otel_hcv
+otel_hcv.configure()
 import sentry_sdk
 from opentelemetry import trace
 {textwrap.dedent(code)}
