@@ -13,8 +13,8 @@ import time
 import psutil
 import pytest
 
-from tests.support.backends import Jaeger, Prometheus, eventually, stack_env
-from tests.support.service import BIN, REPO, ServiceProcess, free_port, manage, post_json, service_env
+from tests.support.backends import Jaeger, Prometheus, eventually, stack_env, stack_service_env
+from tests.support.service import BIN, REPO, ServiceProcess, free_port, manage, post_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -45,18 +45,11 @@ def restore_collector():
 def test_collector_killed_during_load_and_restarted(tmp_path, restore_collector):
     env_stack = stack_env()
     service_name = f"hcv-outage-{secrets.token_hex(3)}"
-    env = service_env(
-        {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": env_stack["OTEL_EXPORTER_OTLP_ENDPOINT"],
-            "OTEL_SERVICE_NAME": service_name,
-            "OTEL_PYTHON_DISTRO": "otel_hcv",
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "OTEL_BSP_MAX_QUEUE_SIZE": "256",
-            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64",
-            "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
-        },
-        database=tmp_path / "hcv.sqlite3",
+    env = stack_service_env(
+        service_name,
+        OTEL_BSP_MAX_QUEUE_SIZE="256",
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="64",
+        OTEL_EXPORTER_OTLP_TIMEOUT="2",
     )
     manage(["migrate", "--noinput"], env)
     port = free_port()

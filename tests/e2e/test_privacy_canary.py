@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from tests.support.backends import Jaeger, Prometheus, eventually, log_sink_records, stack_env
+from tests.support.backends import Jaeger, Prometheus, eventually, log_sink_records, stack_env, stack_service_env
 from tests.support.sentry_ingest import SentryIngest
-from tests.support.service import ServiceProcess, free_port, instrumented_runserver, manage, post_json, service_env
+from tests.support.service import ServiceProcess, free_port, instrumented_runserver, manage, post_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -52,20 +52,7 @@ def run(tmp_path_factory):
     stack = stack_env()
     service_name = f"hcv-canary-{secrets.token_hex(3)}"
     with SentryIngest() as sentry:
-        env = service_env(
-            {
-                "OTEL_EXPORTER_OTLP_ENDPOINT": stack["OTEL_EXPORTER_OTLP_ENDPOINT"],
-                "OTEL_SERVICE_NAME": service_name,
-                "OTEL_PYTHON_DISTRO": "otel_hcv",
-                "OTEL_BSP_SCHEDULE_DELAY": "200",
-                "OTEL_BLRP_SCHEDULE_DELAY": "200",
-                "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-                "HCV_DATABASE_URL": stack["HCV_DATABASE_URL"],
-                "HCV_REDIS_URL": stack["HCV_REDIS_URL"],
-                "HCV_PSEUDONYM_KEY": PSEUDONYM_KEY,
-                "SENTRY_DSN": sentry.dsn,
-            }
-        )
+        env = stack_service_env(service_name, HCV_PSEUDONYM_KEY=PSEUDONYM_KEY, SENTRY_DSN=sentry.dsn)
         manage(["migrate", "--noinput"], env)
         token = create_canary_user(env)
         port = free_port()

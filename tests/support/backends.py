@@ -31,6 +31,27 @@ def stack_env() -> dict[str, str]:
     return {name: os.environ[name] for name in STACK_VARIABLES}
 
 
+def stack_service_env(service_name: str, **extra: str) -> dict[str, str]:
+    """The environment of an example-service process that exports to the running stack
+    (its collector, PostgreSQL and Redis) quickly enough for a test to read back."""
+    from tests.support.service import service_env
+
+    stack = stack_env()
+    return service_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": stack["OTEL_EXPORTER_OTLP_ENDPOINT"],
+            "OTEL_SERVICE_NAME": service_name,
+            "OTEL_PYTHON_DISTRO": "otel_hcv",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "OTEL_BLRP_SCHEDULE_DELAY": "200",
+            "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+            "HCV_DATABASE_URL": stack["HCV_DATABASE_URL"],
+            "HCV_REDIS_URL": stack["HCV_REDIS_URL"],
+            **extra,
+        }
+    )
+
+
 def get_json(url: str, timeout: float = 10.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
