@@ -16,12 +16,16 @@ its application is loaded (and with it any OpenTelemetry providers), do two thin
 first request, which trains the model), so that the objects the process starts with are never
 traversed again by a full collection: a candidate fix measured as its own variant.
 
+``BENCH_SLOW_MS=N`` times every request server-side (``pre_request`` to ``post_request``) and, for
+those over N ms, how much of it the garbage collector took (a diagnostic: costs a few µs a request).
+
 Everything reads SDK internals (``_active_span_processor``, ``_batch_processor``); if they move,
 the counters are reported as unavailable instead of failing the worker.
 """
 
 from __future__ import annotations
 
+import bisect
 import gc
 import json
 import logging
@@ -175,6 +179,7 @@ def _writer(
             "threads": sorted(t.name for t in threading.enumerate()),
             "allocated_blocks": sys.getallocatedblocks(),
             "gc": gc_timer.as_dict(),
+            "slow_requests": _SLOW.as_dict() if _SLOW_SECONDS > 0 else None,
         }
         for signal, entry in installed.items():
             if entry is None or not entry[1]:
@@ -196,25 +201,91 @@ def _writer(
         time.sleep(interval)
 
 
+_GC_TIMER = _GcTimer()
+_FREEZE = os.environ.get("BENCH_GC_FREEZE") == "1"
+_SLOW_SECONDS = float(os.environ.get("BENCH_SLOW_MS", "0")) / 1000
+
+
+_BUCKETS_MS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200, 500, 1000)
+
+
+class _SlowRequests:
+    """Server-side request durations (pre_request to post_request), and for the slow ones how much
+    of their time the garbage collector took; only with ``BENCH_SLOW_MS`` set."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.slow = 0
+        self.slow_seconds = 0.0
+        self.slow_with_full_gc = 0
+        self.slow_gc_seconds = 0.0
+        # Between requests: from one post_request to the next pre_request (accept, HTTP parsing).
+        self.gaps = 0
+        self.gap_seconds = 0.0
+        self.gaps_with_full_gc = 0
+        # Server-side durations of all requests: counts per bucket of _BUCKETS_MS (upper bounds).
+        self.histogram = [0] * (len(_BUCKETS_MS) + 1)
+        self.started = 0.0
+        self.finished = 0.0
+        self.gc_seconds_at_start = 0.0
+        self.full_gc_at_start = 0
+        self.full_gc_at_finish = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **{
+                key: value
+                for key, value in vars(self).items()
+                if key not in ("started", "finished", "gc_seconds_at_start", "full_gc_at_start", "full_gc_at_finish")
+            },
+            "buckets_ms": _BUCKETS_MS,
+        }
+
+
+_SLOW = _SlowRequests()
+
+
 def post_worker_init(worker: Any) -> None:
     path = os.environ.get("BENCH_STATS_FILE")
     if not path:
         return
     interval = float(os.environ.get("BENCH_STATS_INTERVAL", "1"))
     installed = {"spans": _install("spans"), "logs": _install("logs")}
-    gc_timer = _GcTimer()
-    gc.callbacks.append(gc_timer)
-    if os.environ.get("BENCH_GC_FREEZE") == "1":
+    gc.callbacks.append(_GC_TIMER)
+    if _FREEZE:
         gc.freeze()
     threading.Thread(
-        target=_writer, args=(path, interval, installed, gc_timer), name="bench-stats", daemon=True
+        target=_writer, args=(path, interval, installed, _GC_TIMER), name="bench-stats", daemon=True
     ).start()
 
 
-if os.environ.get("BENCH_GC_FREEZE") == "1":
+if _SLOW_SECONDS > 0:
+
+    def pre_request(worker: Any, req: Any) -> None:
+        _SLOW.started = time.perf_counter()
+        if _SLOW.finished and _SLOW.started - _SLOW.finished >= _SLOW_SECONDS:
+            _SLOW.gaps += 1
+            _SLOW.gap_seconds += _SLOW.started - _SLOW.finished
+            _SLOW.gaps_with_full_gc += _GC_TIMER.count[2] != _SLOW.full_gc_at_finish
+        _SLOW.gc_seconds_at_start = sum(_GC_TIMER.seconds)
+        _SLOW.full_gc_at_start = _GC_TIMER.count[2]
+
+
+if _FREEZE or _SLOW_SECONDS > 0:
 
     def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
-        # Once more after the first request: lazy imports, the model trained on first use.
-        if not getattr(worker, "_bench_frozen_again", False):
+        if _FREEZE and not getattr(worker, "_bench_frozen_again", False):
+            # Once more after the first request: lazy imports, the model trained on first use.
             worker._bench_frozen_again = True
             gc.freeze()
+        if _SLOW_SECONDS > 0:
+            took = time.perf_counter() - _SLOW.started
+            _SLOW.requests += 1
+            _SLOW.histogram[bisect.bisect_left(_BUCKETS_MS, took * 1000)] += 1
+            if took >= _SLOW_SECONDS:
+                _SLOW.slow += 1
+                _SLOW.slow_seconds += took
+                _SLOW.slow_gc_seconds += sum(_GC_TIMER.seconds) - _SLOW.gc_seconds_at_start
+                _SLOW.slow_with_full_gc += _GC_TIMER.count[2] != _SLOW.full_gc_at_start
+            _SLOW.finished = time.perf_counter()
+            _SLOW.full_gc_at_finish = _GC_TIMER.count[2]

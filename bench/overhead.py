@@ -426,6 +426,7 @@ class Server:
                 "HCV_STORE_DIAGNOSES": "1",
                 "OTEL_SERVICE_NAME": service_name,
                 "BENCH_STATS_FILE": str(self.stats_path),
+                **({"BENCH_SLOW_MS": str(setup.args.slow_ms)} if setup.args.slow_ms else {}),
             }
         )
         self.env = service_env(extra)
@@ -1036,6 +1037,9 @@ def render(
     ]
     lines += ["", "### Garbage collection in the worker", ""]
     lines += gc_lines(cells, soaks)
+    if args.slow_ms:
+        lines += ["", f"### Requests over {args.slow_ms:g} ms in the worker", ""]
+        lines += slow_lines(cells)
     lines += ["", "### Resident memory of the worker", ""]
     lines += memory_lines(cells, soaks, args)
     lines += ["", "### Targets", ""]
@@ -1094,6 +1098,56 @@ def gc_lines(cells: Sequence[Cell], soaks: Sequence[Soak]) -> list[str]:
         lines.append(
             f"| {shape} | {variant} | {served:,} | {young / served * 1000:.0f} | {young_s / served * 1e6:.0f} | "
             f"{full / served * 1000:.2f} | {full_s / served * 1e6:.0f} | {longest * 1000:.1f} |"
+        )
+    return lines
+
+
+def histogram_percentile(items: Sequence[Mapping[str, Any]], quantile: float) -> str:
+    """The bucket bound (ms) under which ``quantile`` of the requests fell, as "≤ N"."""
+    buckets = items[0].get("buckets_ms") if items else None
+    if not buckets:
+        return "n/a"
+    counts = [sum(i["histogram"][k] for i in items) for k in range(len(buckets) + 1)]
+    total = sum(counts)
+    running = 0
+    for bound, count in zip([*buckets, None], counts, strict=True):
+        running += count
+        if total and running >= quantile * total:
+            return f"≤ {bound}" if bound is not None else f"> {buckets[-1]}"
+    return "n/a"
+
+
+def slow_lines(cells: Sequence[Cell]) -> list[str]:
+    lines = [
+        "Timed in the worker from gunicorn's `pre_request` to `post_request` (queueing in front of the "
+        "worker is not included), over the worker's whole life, summed over the rounds; gaps are the "
+        "times from one request's `post_request` to the next one's `pre_request` (closing the connection, "
+        "accepting the next, parsing it) over the same limit.",
+        "",
+        "| shape | variant | requests | slow | slow per 1k | mean slow ms | of which GC ms | with a full GC | "
+        "gaps between requests over the limit | mean gap ms | gaps with a full GC | server-side p50 ms | "
+        "server-side p99 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for cell in cells:
+        if cell.stats and cell.stats.get("slow_requests"):
+            groups.setdefault((cell.shape, cell.variant), []).append(cell.stats["slow_requests"])
+    for (shape, variant), items in groups.items():
+        total = sum(i["requests"] for i in items)
+        slow = sum(i["slow"] for i in items)
+        if not total:
+            continue
+        mean = sum(i["slow_seconds"] for i in items) / slow * 1000 if slow else 0.0
+        gc_ms = sum(i["slow_gc_seconds"] for i in items) / slow * 1000 if slow else 0.0
+        with_gc = sum(i["slow_with_full_gc"] for i in items)
+        gaps = sum(i.get("gaps", 0) for i in items)
+        gap_ms = sum(i.get("gap_seconds", 0.0) for i in items) / gaps * 1000 if gaps else 0.0
+        gaps_gc = sum(i.get("gaps_with_full_gc", 0) for i in items)
+        lines.append(
+            f"| {shape} | {variant} | {total:,} | {slow:,} | {slow / total * 1000:.1f} | {mean:.1f} | "
+            f"{gc_ms:.1f} | {with_gc:,} | {gaps:,} | {gap_ms:.1f} | {gaps_gc:,} | "
+            f"{histogram_percentile(items, 0.50)} | {histogram_percentile(items, 0.99)} |"
         )
     return lines
 
@@ -1303,6 +1357,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quiet-threshold", type=float, default=0.25, help="busy share of the server core")
     parser.add_argument("--quiet-budget", type=float, default=240.0, help="total seconds of such waiting per run")
+    parser.add_argument(
+        "--slow-ms",
+        type=float,
+        default=0.0,
+        help="diagnostic: time every request in the worker and report those over this many ms, with the "
+        "share of their time spent in garbage collection (adds a few µs per request; 0: off)",
+    )
     parser.add_argument("--server-core", type=int, default=0, help="core gunicorn is pinned to")
     parser.add_argument("--client-core", type=int, default=1, help="core wrk is pinned to")
     parser.add_argument(
