@@ -19,7 +19,7 @@ own metrics on :8888, span metrics on :8889) and PostgreSQL. The benchmark uses 
 (``--database``, created and migrated if missing) and a closed loopback port for the collector-down
 variant; it never stops a stack component. Run it with the project's virtualenv::
 
-    .venv/bin/python bench/overhead.py            # the full run (about 30 minutes)
+    .venv/bin/python bench/overhead.py            # the full run (about 25 minutes)
     .venv/bin/python bench/overhead.py --quick    # a smoke run (about 4 minutes)
 """
 
@@ -1179,7 +1179,12 @@ def memory_lines(cells: Sequence[Cell], soaks: Sequence[Soak], args: argparse.Na
         def at(sample: Mapping[str, float] | None) -> str:
             return "n/a" if sample is None else f"{sample['rss'] / MiB:.1f} MiB ({int(sample['requests']):,})"
 
-        trail = ", ".join(f"{int(s['requests']) // 1000}k: {s['rss'] / MiB:.1f}" for s in soak.samples)
+        trail = ", ".join(
+            f"{int(s['requests']) // 1000}k: {s['rss'] / MiB:.1f}"
+            if s["requests"] >= 10_000
+            else f"{int(s['requests']):,}: {s['rss'] / MiB:.1f}"
+            for s in soak.samples
+        )
         lines.append(
             f"| {soak.shape} | {soak.variant} | {at(soak.samples[0] if soak.samples else None)} | {at(first)} | "
             f"{at(half)} | {at(end)} | {fmt(growth, 2, ' MiB')} | "

@@ -195,7 +195,9 @@ class DropReport(logging.Filter):
 def install_drop_report(interval_seconds: float = 60.0) -> None:
     sdk_logger = logging.getLogger(f"{_SDK_LOGGER}.sdk._shared_internal")
     if not any(isinstance(f, DropReport) for f in sdk_logger.filters):
-        sdk_logger.addFilter(DropReport(interval_seconds))
+        # First in line: the SDK's own DuplicateFilter on this logger lets one identical
+        # message through per 20 s, so after it every drop would no longer be counted.
+        sdk_logger.filters.insert(0, DropReport(interval_seconds))
 
 
 def exception_fields(record: logging.LogRecord) -> dict[str, str]:

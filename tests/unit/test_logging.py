@@ -211,3 +211,18 @@ def test_summary_after_the_interval_carries_the_count():
     assert summary is not None and summary.getMessage().startswith(
         "Telemetry queue full: dropped 11 logrecord(s) in the last"
     )
+
+
+def test_every_queue_full_drop_is_counted_despite_the_sdks_duplicate_filter(otel_capture):
+    from opentelemetry.sdk import _shared_internal
+
+    from otel_hcv.export import dropped_observations
+
+    def queue_full_spans() -> int:
+        return sum(o.value for o in dropped_observations(None) if o.attributes == {
+            "otel.signal": "traces", "error.type": "queue_full"})  # fmt: skip
+
+    before = queue_full_spans()
+    for _ in range(250):  # what the SDK's batch processor logs for each dropped span
+        _shared_internal._logger.warning("Queue full, dropping %s.", "Span")
+    assert queue_full_spans() - before == 250
