@@ -12,7 +12,7 @@ import inspect
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from opentelemetry import metrics, trace
@@ -57,8 +57,7 @@ _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 def metric_attributes(**candidates: Any) -> dict[str, Any]:
     """Keep only allow-listed keys with plain values (the cardinality guard)."""
     attributes = {}
-    for key, value in candidates.items():
-        name = key.replace("__", ".")
+    for name, value in candidates.items():
         if value is None or name not in METRIC_ATTRIBUTE_KEYS:
             continue
         attributes[name] = value if isinstance(value, bool | int | float) else str(value)[:64]
@@ -144,7 +143,6 @@ class DiagnosisRecorder:
     span: Span
     category: str | None = None
     probability: float | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
 
     def set_result(self, category: str, probability: float | None = None) -> None:
         self.category = category

@@ -78,7 +78,6 @@ class Telemetry:
     """What :func:`configure` set up in this process."""
 
     settings: conf.Settings
-    resource_attributes: dict[str, str]
     pid: int
     providers: Providers | None = None
     logging_handler: logging.Handler | None = None
@@ -237,10 +236,9 @@ def configure(**overrides: Any) -> Telemetry | None:
             instrument_django(settings)
             _configure_in_forked_children(overrides)
             return None
-        attributes = resource_attributes(settings)
-        providers = _build_providers(settings, Resource.create(attributes))
+        providers = _build_providers(settings, Resource.create(resource_attributes(settings)))
         _warn_about_privacy_opt_outs(settings)
-        _active = Telemetry(settings, attributes, os.getpid(), providers=providers)
+        _active = Telemetry(settings, os.getpid(), providers=providers)
         _after_providers(_active)
         return _active
 
@@ -253,20 +251,13 @@ def install_for_tests(
 ) -> Telemetry:
     """Install providers built by :mod:`otel_hcv.testing` as if :func:`configure` had."""
     global _active
-    from opentelemetry._logs import set_logger_provider
-
     # The same HTTP conventions as production; exporter variables are not touched.
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", OTEL_ENV_DEFAULTS["OTEL_SEMCONV_STABILITY_OPT_IN"])
     with _lock:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
         set_logger_provider(logger_provider)
-        _active = Telemetry(
-            settings=settings,
-            resource_attributes=resource_attributes(settings),
-            pid=os.getpid(),
-            for_tests=True,
-        )
+        _active = Telemetry(settings=settings, pid=os.getpid(), for_tests=True)
         _after_providers(_active)
         return _active
 

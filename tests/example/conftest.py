@@ -23,24 +23,11 @@ if os.environ.get("DJANGO_SETTINGS_MODULE") != EXAMPLE_SETTINGS_MODULE:
         stacklevel=1,
     )
 
-# The medians of the data set's blood donors: a valid request that the model calls a donor.
-BLOOD_DONOR_LAB_VALUES: dict[str, Any] = {
-    "age": 47,
-    "sex": "m",
-    "alb": 42.2,
-    "alp": 66.7,
-    "alt": 23.1,
-    "ast": 24.8,
-    "bil": 6.9,
-    "che": 8.35,
-    "chol": 5.41,
-    "crea": 78.0,
-    "ggt": 21.4,
-    "prot": 72.2,
-}
-
 
 @pytest.fixture
 def lab_values() -> dict[str, Any]:
-    """A fresh copy of a valid request body, for a test to change."""
-    return dict(BLOOD_DONOR_LAB_VALUES)
+    """A fresh copy of a valid request body, for a test to change: the model's health-probe
+    sample, the medians of the data set's blood donors."""
+    from diagnosis.model import HEALTH_PROBE_SAMPLE
+
+    return dict(HEALTH_PROBE_SAMPLE)
