@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
@@ -29,8 +30,15 @@ from opentelemetry.trace import SpanContext
 from otel_hcv import context, privacy, sdk
 from otel_hcv.export import count_dropped, redact_stacktrace
 
+# Where safe_fields() keeps its result on a record, for the next handler.
+_SAFE_FIELDS_ATTRIBUTE = "_otel_hcv_safe_fields"
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    _SAFE_FIELDS_ATTRIBUTE,
+}
 _DROPPED_EXTRAS = frozenset({"request"})
 _SDK_LOGGER = "opentelemetry"
 _QUERY_STRING = re.compile(r"\?[^\s\"]*")
@@ -52,29 +60,55 @@ def _json_safe(value: Any) -> Any:
         return f"<unprintable {type(value).__name__}>"
 
 
+@dataclass(frozen=True, slots=True)
+class SafeFields:
+    """What may leave the process of one log record, the same for every handler."""
+
+    message: str
+    extras: dict[str, Any]
+    exception: dict[str, str]
+    span_context: SpanContext | None
+
+
+def safe_fields(record: logging.LogRecord) -> SafeFields:
+    """The record's :class:`SafeFields`, worked out once: the console line and the OTLP
+    export of a record (two handlers) share them."""
+    fields = record.__dict__.get(_SAFE_FIELDS_ATTRIBUTE)
+    if fields is None:
+        settings = sdk.current_settings()
+        fields = SafeFields(
+            message=safe_message(record, settings),
+            extras=safe_extras(record, settings),
+            exception=exception_fields(record),
+            span_context=record_span_context(record),
+        )
+        record.__dict__[_SAFE_FIELDS_ATTRIBUTE] = fields
+    return fields
+
+
 class StructuredFormatter(logging.Formatter):
     """One JSON object per line. ``json.dumps`` escapes newlines and quotes, so a message
     cannot forge a second record."""
 
     def format(self, record: logging.LogRecord) -> str:
-        settings = sdk.current_settings()
+        fields = safe_fields(record)
         entry: dict[str, Any] = {
             "timestamp": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": safe_message(record, settings),
+            "message": fields.message,
         }
-        span_context = record_span_context(record)
+        span_context = fields.span_context
         if span_context is not None:
             entry["trace_id"] = format(span_context.trace_id, "032x")
             entry["span_id"] = format(span_context.span_id, "016x")
             entry["trace_flags"] = format(span_context.trace_flags, "02x")
-        for key, value in safe_extras(record, settings).items():
+        for key, value in fields.extras.items():
             if key not in _OWN_FIELDS:
                 entry[key] = value
-        exception = exception_fields(record)
+        exception = fields.exception
         if exception:
             entry["exception"] = {
                 "type": exception["exception.type"],
@@ -134,29 +168,35 @@ class OtlpLoggingHandler(LoggingHandler):
 
     _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._otel_loggers: dict[str, Any] = {}
+
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(_SDK_LOGGER):
             return  # the SDK's own diagnostics would feed the queue they report on
         try:
-            settings = sdk.current_settings()
-            attributes = safe_extras(record, settings)
-            attributes.update(exception_fields(record))
-            context = None
-            if not trace.get_current_span().get_span_context().is_valid:
+            fields = safe_fields(record)
+            attributes = {**fields.extras, **fields.exception} if fields.exception else fields.extras
+            context = get_current()
+            span_context = fields.span_context
+            if span_context is not None and not trace.get_current_span(context).get_span_context().is_valid:
                 # An access-log line: export it in the context of the request it describes.
-                span_context = record_span_context(record)
-                if span_context is not None:
-                    context = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+                context = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
             otel_record = LogRecord(
                 timestamp=int(record.created * 1e9),
                 observed_timestamp=time.time_ns(),
-                context=context or get_current(),
+                context=context,
                 severity_text=self._SEVERITY_TEXT.get(record.levelname, record.levelname),
                 severity_number=std_to_otel(record.levelno),
-                body=safe_message(record, settings),
+                body=fields.message,
                 attributes=attributes,
             )
-            get_logger(record.name, logger_provider=self._logger_provider).emit(otel_record)
+            otel_logger = self._otel_loggers.get(record.name)
+            if otel_logger is None:
+                otel_logger = get_logger(record.name, logger_provider=self._logger_provider)
+                self._otel_loggers[record.name] = otel_logger
+            otel_logger.emit(otel_record)
         except Exception:  # telemetry never breaks logging
             return
 

@@ -19,7 +19,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from otel_hcv import context, privacy, sdk
+from otel_hcv import context, privacy, sdk, summary
 
 INSTRUMENTATION_SCOPE = "otel_hcv"
 
@@ -128,8 +128,10 @@ def record_diagnosis(
             ERROR_TYPE: None if success else (error_type or "_OTHER"),
         }
     )
-    instruments.diagnosis_duration.record(max(float(duration), 0.0), attributes)
+    duration = max(float(duration), 0.0)
+    instruments.diagnosis_duration.record(duration, attributes)
     instruments.diagnosis_requests.add(1, attributes)
+    summary.current.add_diagnosis(duration, success)
     if user_id is not None:
         span = trace.get_current_span()
         if span.is_recording():
@@ -194,8 +196,10 @@ def record_api_request(
     attributes = metric_attributes(
         **{ENDPOINT: endpoint, HTTP_METHOD: method, HTTP_STATUS: int(status_code), ERROR_TYPE: error_type}
     )
-    instruments.api_duration.record(max(float(duration), 0.0), attributes)
+    duration = max(float(duration), 0.0)
+    instruments.api_duration.record(duration, attributes)
     instruments.api_requests.add(1, attributes)
+    summary.current.add_api_call(endpoint, int(status_code), duration)
 
 
 def _qualified_name(cls: type) -> str:

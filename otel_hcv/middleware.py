@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -68,7 +68,8 @@ class RequestContextMiddleware:
         if valid_request_id(incoming, settings.request_id_max_length):
             request_id = incoming
         else:
-            request_id = uuid.uuid4().hex
+            # Not a secret, so no os.urandom() system call per request (as for trace ids).
+            request_id = f"{random.getrandbits(128):032x}"
             if incoming is not None:
                 # The rejected value itself is not logged: it is untrusted input.
                 logger.warning(

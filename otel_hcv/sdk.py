@@ -5,7 +5,7 @@ Both entry paths end here: the ``opentelemetry-instrument`` configurator and
 choosing exporters, samplers and id generators) is the SDK's own
 configuration helpers (``opentelemetry.sdk._configuration``, what upstream's configurator
 and distributions use); this module supplies defaults and the pieces the SDK has no
-opinion on: span redaction, metric attribute allow-lists, the summary reader.
+opinion on: span redaction, metric attribute allow-lists, bounded shutdown.
 """
 
 from __future__ import annotations
@@ -275,10 +275,7 @@ def _build_providers(settings: conf.Settings, resource: Resource) -> Providers:
     from otel_hcv.export import CountingLogExporter, RedactingSpanExporter
 
     span_exporters, metric_exporters, log_exporters = _import_exporters(
-        _get_exporter_names("traces"),
-        # The in-process reader behind the JSON summary (otel_hcv.summary) comes first.
-        ["otel_hcv_summary", *_get_exporter_names("metrics")],
-        _get_exporter_names("logs"),
+        _get_exporter_names("traces"), _get_exporter_names("metrics"), _get_exporter_names("logs")
     )
     tracer_provider = TracerProvider(
         resource=resource,

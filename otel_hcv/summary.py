@@ -1,38 +1,26 @@
-"""The JSON metrics summary (the plan's ``MetricsView``), read from the SDK's aggregation.
+"""The JSON metrics summary (the plan's ``MetricsView``) for the last N seconds.
 
-A second, in-process metric reader takes a cumulative snapshot of the diagnosis and API
-histograms every few seconds. The summary for the last N seconds is the newest snapshot
-minus the newest one older than N seconds. Nothing is kept per request, so memory does
-not grow with traffic. Numbers are per process; Prometheus has the service-wide ones.
+``record_diagnosis()`` and ``record_api_request()`` add every measurement to running totals
+here as well as to the OpenTelemetry instruments. That is a lock and a few additions; a
+second SDK metric reader would instead aggregate every measurement of every instrument a
+second time (about 100 µs a request in bench/overhead.py). A copy of the totals is kept every
+``SNAPSHOT_INTERVAL_SECONDS``, taken lazily by the first measurement or read after the
+interval; each copy knows since when its totals were unchanged, so an idle hour does not
+stretch the window. The summary is the totals now minus the totals at the window's start,
+to within one interval. Memory is bounded by the retention, not by traffic.
+Numbers are per process (reset in a forked child); Prometheus has the service-wide ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from opentelemetry.sdk.metrics import (
-    Counter,
-    Histogram,
-    ObservableCounter,
-    ObservableGauge,
-    ObservableUpDownCounter,
-    UpDownCounter,
-)
-from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
-    HistogramDataPoint,
-    MetricExporter,
-    MetricExportResult,
-    MetricsData,
-    PeriodicExportingMetricReader,
-)
-
-from otel_hcv import metrics as hcv
 
 SNAPSHOT_INTERVAL_SECONDS = 15.0
 RETENTION_SECONDS = 3600.0
@@ -44,6 +32,14 @@ class Totals:
     successful: int = 0
     errors: int = 0
     duration_sum: float = 0.0
+
+    def add(self, duration: float, success: bool) -> None:
+        self.count += 1
+        self.duration_sum += duration
+        if success:
+            self.successful += 1
+        else:
+            self.errors += 1
 
     def minus(self, other: Totals) -> Totals:
         return Totals(
@@ -59,101 +55,69 @@ class Snapshot:
     taken_at: float
     diagnosis: Totals = field(default_factory=Totals)
     api: dict[str, Totals] = field(default_factory=dict)
+    # The totals were the same from this time until taken_at.
+    unchanged_since: float = 0.0
 
-
-def _points(metrics_data: MetricsData, name: str) -> Iterable[HistogramDataPoint]:
-    for resource_metrics in metrics_data.resource_metrics:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                if metric.name == name:
-                    yield from metric.data.data_points
-
-
-def snapshot_of(metrics_data: MetricsData, taken_at: float) -> Snapshot:
-    snapshot = Snapshot(taken_at)
-    for point in _points(metrics_data, "hcv.diagnosis.duration"):
-        success = point.attributes.get(hcv.OUTCOME) == "success"
-        snapshot.diagnosis.count += point.count
-        snapshot.diagnosis.successful += point.count if success else 0
-        snapshot.diagnosis.errors += 0 if success else point.count
-        snapshot.diagnosis.duration_sum += point.sum
-    for point in _points(metrics_data, "hcv.api.request.duration"):
-        totals = snapshot.api.setdefault(str(point.attributes.get(hcv.ENDPOINT)), Totals())
-        failed = int(point.attributes.get(hcv.HTTP_STATUS, 0)) >= 500
-        totals.count += point.count
-        totals.errors += point.count if failed else 0
-        totals.successful += 0 if failed else point.count
-        totals.duration_sum += point.sum
-    return snapshot
-
-
-class _SnapshotStore(MetricExporter):
-    """An exporter that keeps cumulative snapshots in memory instead of sending them."""
-
-    def __init__(self) -> None:
-        cumulative = AggregationTemporality.CUMULATIVE
-        super().__init__(
-            preferred_temporality={
-                kind: cumulative
-                for kind in (
-                    Counter,
-                    UpDownCounter,
-                    Histogram,
-                    ObservableCounter,
-                    ObservableUpDownCounter,
-                    ObservableGauge,
-                )
-            }
+    def copy(self, taken_at: float, unchanged_since: float) -> Snapshot:
+        return Snapshot(
+            taken_at,
+            dataclasses.replace(self.diagnosis),
+            {endpoint: dataclasses.replace(totals) for endpoint, totals in self.api.items()},
+            unchanged_since,
         )
-        # Periodic snapshots only: on-demand ones must not push the window's baseline out.
-        self.snapshots: deque[Snapshot] = deque(maxlen=int(RETENTION_SECONDS / SNAPSHOT_INTERVAL_SECONDS) + 2)
+
+
+class Summary:
+    """Running totals of diagnoses and API calls, and their periodic copies."""
+
+    def __init__(
+        self,
+        interval_seconds: float = SNAPSHOT_INTERVAL_SECONDS,
+        retention_seconds: float = RETENTION_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval_seconds
+        self.clock = clock
         self.lock = threading.Lock()
-        self.on_demand = threading.local()
+        now = clock()
+        self.totals = Snapshot(now)
+        self.changed_at = now
+        self.snapshots: deque[Snapshot] = deque(
+            [self.totals.copy(now, now)], maxlen=int(retention_seconds / interval_seconds) + 2
+        )
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        snapshot = snapshot_of(metrics_data, time.monotonic())
-        target = getattr(self.on_demand, "target", None)
-        if target is not None:
-            target.append(snapshot)
-            return MetricExportResult.SUCCESS
+    def _snapshot_if_due(self, now: float) -> None:
+        # Called with the lock held, before a new measurement is added.
+        if now - self.snapshots[-1].taken_at >= self.interval:
+            self.snapshots.append(self.totals.copy(now, self.changed_at))
+
+    def _changing(self) -> None:
+        now = self.clock()
+        self._snapshot_if_due(now)
+        self.changed_at = now
+
+    def add_diagnosis(self, duration: float, success: bool) -> None:
         with self.lock:
-            self.snapshots.append(snapshot)
-        return MetricExportResult.SUCCESS
+            self._changing()
+            self.totals.diagnosis.add(duration, success)
 
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        pass
-
-
-class SummaryReader(PeriodicExportingMetricReader):
-    """Registered as the ``otel_hcv_summary`` metrics exporter entry point."""
-
-    instance: SummaryReader | None = None
-
-    def __init__(self, export_interval_millis: float = SNAPSHOT_INTERVAL_SECONDS * 1000) -> None:
-        self.store = _SnapshotStore()
-        super().__init__(self.store, export_interval_millis=export_interval_millis)
-        SummaryReader.instance = self
-
-    def current(self) -> Snapshot:
-        """A snapshot taken now, kept out of the periodic history."""
-        taken: list[Snapshot] = []
-        self.store.on_demand.target = taken
-        try:
-            self.collect()
-        finally:
-            self.store.on_demand.target = None
-        return taken[-1] if taken else Snapshot(time.monotonic())
+    def add_api_call(self, endpoint: str, status_code: int, duration: float) -> None:
+        with self.lock:
+            self._changing()
+            totals = self.totals.api.get(endpoint)
+            if totals is None:
+                totals = self.totals.api[endpoint] = Totals()
+            totals.add(duration, status_code < 500)
 
     def summary(self, window_seconds: float) -> dict[str, Any]:
-        latest = self.current()
-        with self.store.lock:
-            snapshots = list(self.store.snapshots)
-        cutoff = latest.taken_at - window_seconds
-        baseline = next((s for s in reversed(snapshots) if s.taken_at <= cutoff), Snapshot(cutoff))
-        return render(latest, baseline, window_seconds)
+        with self.lock:
+            now = self.clock()
+            self._snapshot_if_due(now)
+            latest = self.totals.copy(now, self.changed_at)
+            cutoff = now - window_seconds
+            baseline = next((s for s in reversed(self.snapshots) if s.unchanged_since <= cutoff), None)
+        # Younger than the window: everything since the process started counts.
+        return render(latest, baseline or Snapshot(cutoff), window_seconds)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -182,3 +146,16 @@ def render(latest: Snapshot, baseline: Snapshot, window_seconds: float) -> dict[
         },
         "api": api,
     }
+
+
+# This process's summary; read it as ``summary.current`` (a forked child gets a new one).
+current = Summary()
+
+
+def _reset_in_child() -> None:
+    global current
+    current = Summary()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)

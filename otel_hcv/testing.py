@@ -32,7 +32,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_hcv import conf, sdk
 from otel_hcv.export import RedactingSpanExporter
 from otel_hcv.metrics import allow_list_views
-from otel_hcv.summary import SummaryReader
 
 
 @dataclass
@@ -91,7 +90,7 @@ def install() -> Capture:
     delta = AggregationTemporality.DELTA
     metric_reader = InMemoryMetricReader(preferred_temporality={Counter: delta, UpDownCounter: delta, Histogram: delta})
     meter_provider = MeterProvider(
-        resource=resource, metric_readers=[metric_reader, SummaryReader()], views=allow_list_views()
+        resource=resource, metric_readers=[metric_reader], views=allow_list_views()
     )
     log_exporter = InMemoryLogRecordExporter()
     logger_provider = LoggerProvider(resource=resource)

@@ -5,14 +5,12 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from otel_hcv import sdk
-from otel_hcv.summary import SummaryReader
+from otel_hcv import sdk, summary
 
 
 @require_GET
 def metrics_summary(request: HttpRequest) -> JsonResponse:
     """The plan's ``MetricsView`` fields for the last window, for this process."""
-    reader = SummaryReader.instance
-    if reader is None:
+    if sdk.active() is None:
         return JsonResponse({"error": "metrics are not being collected: otel_hcv is not configured"}, status=503)
-    return JsonResponse(reader.summary(sdk.current_settings().summary_window_seconds))
+    return JsonResponse(summary.current.summary(sdk.current_settings().summary_window_seconds))

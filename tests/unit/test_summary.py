@@ -1,7 +1,9 @@
-"""The JSON metrics summary, computed from the SDK's aggregation."""
+"""The JSON metrics summary: running totals kept beside the instruments."""
+
+import pytest
 
 from otel_hcv import record_api_request, record_diagnosis
-from otel_hcv.summary import Snapshot, SummaryReader, Totals, render
+from otel_hcv.summary import Snapshot, Summary, Totals, render
 
 
 def test_summary_endpoint_keeps_the_plan_fields(client, otel_capture):
@@ -56,9 +58,54 @@ def test_empty_window_has_no_rates():
     assert body["api"] == {}
 
 
-def test_reader_keeps_bounded_snapshots(otel_capture):
-    reader = SummaryReader.instance
-    assert reader is not None
-    for _ in range(reader.store.snapshots.maxlen + 5):
-        reader.collect()
-    assert len(reader.store.snapshots) == reader.store.snapshots.maxlen
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_summary_counts_only_the_window():
+    clock = FakeClock()
+    summary = Summary(interval_seconds=15, retention_seconds=3600, clock=clock)
+    summary.add_diagnosis(1.0, True)  # at 1000: outside the window below
+    summary.add_api_call("hcv_diagnosis", 200, 1.0)
+    clock.now += 400
+    summary.add_diagnosis(0.2, True)  # snapshot of the first ones is taken first
+    summary.add_diagnosis(0.4, False)
+    summary.add_api_call("hcv_diagnosis", 503, 0.3)
+    summary.add_api_call("other", 400, 0.1)
+
+    body = summary.summary(300)
+
+    assert body["diagnosis_summary"] == pytest.approx(
+        {"total": 2, "successful": 1, "success_rate": 0.5, "avg_duration": 0.3}
+    )
+    assert body["api"]["hcv_diagnosis"] == pytest.approx(
+        {"total": 1, "errors": 1, "error_rate": 1.0, "avg_duration": 0.3}
+    )
+    assert body["api"]["other"] == pytest.approx({"total": 1, "errors": 0, "error_rate": 0.0, "avg_duration": 0.1})
+    # A window longer than the process has lived counts everything.
+    assert summary.summary(10_000)["diagnosis_summary"]["total"] == 3
+
+
+def test_idle_time_does_not_stretch_the_window():
+    clock = FakeClock()
+    summary = Summary(interval_seconds=15, retention_seconds=3600, clock=clock)
+    summary.add_diagnosis(1.0, True)
+    clock.now += 3000  # no traffic; the next read takes the snapshot it missed
+    assert summary.summary(300)["diagnosis_summary"]["total"] == 0
+    clock.now += 10
+    summary.add_diagnosis(1.0, True)
+    assert summary.summary(300)["diagnosis_summary"]["total"] == 1
+
+
+def test_snapshots_are_bounded():
+    clock = FakeClock()
+    summary = Summary(interval_seconds=15, retention_seconds=150, clock=clock)
+    for _ in range(1000):
+        clock.now += 16
+        summary.add_diagnosis(0.1, True)
+    assert len(summary.snapshots) == summary.snapshots.maxlen == 12
+    assert summary.summary(60)["diagnosis_summary"]["total"] == 4
