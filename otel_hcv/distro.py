@@ -40,6 +40,12 @@ def _django_settings_pending() -> bool:
     return True
 
 
+def _log_correlation_requested() -> bool:
+    """``OTEL_PYTHON_LOG_CORRELATION=true``: someone's own format strings use
+    ``%(otelTraceID)s`` and friends, which upstream's logging instrumentation provides."""
+    return os.environ.get("OTEL_PYTHON_LOG_CORRELATION", "").strip().lower() == "true"
+
+
 class OtelHcvDistro(BaseDistro):
     def _configure(self, **kwargs: Any) -> None:
         sdk.auto_instrumentation = True
@@ -49,6 +55,10 @@ class OtelHcvDistro(BaseDistro):
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         if entry_point.name == "django" and _django_settings_pending():
             return  # instrumented by otel_hcv.sdk.configure() from the app's ready()
+        if entry_point.name == "logging" and not _log_correlation_requested():
+            # Its record factory puts otelTraceID & co. on every record (~25 µs each); our
+            # JSON lines and OTLP records read the trace context themselves.
+            return
         super().load_instrumentor(entry_point, **kwargs)
 
 

@@ -78,7 +78,6 @@ class Telemetry:
     """What :func:`configure` set up in this process."""
 
     settings: conf.Settings
-    pid: int
     providers: Providers | None = None
     logging_handler: logging.Handler | None = None
     # Installed by otel_hcv.testing: in-memory providers, settings re-read at configure().
@@ -98,7 +97,9 @@ _active: Telemetry | None = None
 
 def active() -> Telemetry | None:
     """The telemetry set up in this process, or None."""
-    return _active if _active is not None and _active.pid == os.getpid() else None
+    # A forked child forgets its parent's setup (_mark_forked_child): no getpid() system call
+    # here, which runs several times per request.
+    return _active
 
 
 def current_settings() -> conf.Settings:
@@ -147,8 +148,9 @@ def is_prefork_master(argv: Sequence[str] | None = None) -> bool:
 
 
 def _mark_forked_child() -> None:
-    global _forked_child
+    global _forked_child, _active
     _forked_child = True
+    _active = None  # the parent's providers and export threads do not serve this process
 
 
 os.register_at_fork(after_in_child=_mark_forked_child)
@@ -238,7 +240,7 @@ def configure(**overrides: Any) -> Telemetry | None:
             return None
         providers = _build_providers(settings, Resource.create(resource_attributes(settings)))
         _warn_about_privacy_opt_outs(settings)
-        _active = Telemetry(settings, os.getpid(), providers=providers)
+        _active = Telemetry(settings, providers=providers)
         _after_providers(_active)
         return _active
 
@@ -257,7 +259,7 @@ def install_for_tests(
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
         set_logger_provider(logger_provider)
-        _active = Telemetry(settings=settings, pid=os.getpid(), for_tests=True)
+        _active = Telemetry(settings=settings, for_tests=True)
         _after_providers(_active)
         return _active
 
@@ -422,9 +424,21 @@ def instrument_django(settings: conf.Settings) -> None:
     if not (django_settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE")):
         return
     instrumentor = DjangoInstrumentor()
-    if instrumentor.is_instrumented_by_opentelemetry:
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        kwargs: dict[str, Any] = {}
+        if "OTEL_PYTHON_DJANGO_EXCLUDED_URLS" not in os.environ:
+            kwargs["excluded_urls"] = ",".join(settings.excluded_urls)
+        instrumentor.instrument(**kwargs)
+    _insert_middleware_before(django_settings, DjangoInstrumentor._opentelemetry_middleware, ABSOLUTE_URI_CACHE)
+
+
+ABSOLUTE_URI_CACHE = "otel_hcv.middleware.AbsoluteUriCacheMiddleware"
+
+
+def _insert_middleware_before(django_settings: Any, anchor: str, middleware: str) -> None:
+    """Put ``middleware`` right before ``anchor`` in ``MIDDLEWARE`` (once)."""
+    entries = list(getattr(django_settings, "MIDDLEWARE", None) or [])
+    if anchor not in entries or middleware in entries:
         return
-    kwargs: dict[str, Any] = {}
-    if "OTEL_PYTHON_DJANGO_EXCLUDED_URLS" not in os.environ:
-        kwargs["excluded_urls"] = ",".join(settings.excluded_urls)
-    instrumentor.instrument(**kwargs)
+    entries.insert(entries.index(anchor), middleware)
+    django_settings.MIDDLEWARE = entries

@@ -103,3 +103,27 @@ def test_session_user_marks_the_server_span(client, otel_capture):
     client.force_login(User.objects.create_user("ward-nurse", password="pw"))
     client.get("/plain/")
     assert PSEUDONYMOUS_USER_ID_KEY in server_span(otel_capture).attributes
+
+
+@pytest.mark.django_db
+def test_upstream_middleware_builds_the_absolute_uri_once(client, otel_capture, monkeypatch, settings):
+    from django.http import HttpRequest
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+
+    from otel_hcv.sdk import ABSOLUTE_URI_CACHE
+
+    middleware = list(settings.MIDDLEWARE)
+    assert middleware.index(ABSOLUTE_URI_CACHE) + 1 == middleware.index(DjangoInstrumentor._opentelemetry_middleware)
+    calls = []
+    original = HttpRequest.build_absolute_uri
+
+    def counting(self, location=None):
+        calls.append(location)
+        return original(self, location)
+
+    monkeypatch.setattr(HttpRequest, "build_absolute_uri", counting)
+    response = client.post("/diagnose/", {"value": 1}, content_type="application/json")
+
+    assert response.status_code == 200
+    assert calls == ["?"]  # upstream asks three times: request, view, response
+    assert server_span(otel_capture).attributes["http.route"] == "diagnose/"

@@ -156,3 +156,22 @@ def test_prefork_master_detection(monkeypatch, argv, parent, master):
 
     monkeypatch.setattr(psutil, "Process", lambda pid: Parent())
     assert sdk.is_prefork_master(argv) is master
+
+
+@pytest.mark.parametrize(("correlation", "injected"), [(None, False), ("true", True)])
+def test_logging_instrumentation_loads_only_for_log_correlation(correlation, injected):
+    # Its record factory costs every log record; our formatter and handler read the context.
+    env = {"OTEL_PYTHON_DISTRO": "otel_hcv", "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    if correlation:
+        env["OTEL_PYTHON_LOG_CORRELATION"] = correlation
+    result = run_python(
+        """
+import json, logging
+from opentelemetry.instrumentation.auto_instrumentation import initialize
+initialize()
+record = logging.getLogRecordFactory()("n", logging.INFO, "p", 1, "m", None, None)
+print(json.dumps({"injected": hasattr(record, "otelTraceID")}))
+""",
+        **env,
+    )
+    assert result["injected"] is injected
