@@ -114,19 +114,37 @@ class AbsoluteUriCacheMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        if iscoroutinefunction(get_response):
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
-        build = request.build_absolute_uri
-        cache: list[str] = []
+        if self.is_async:
+            return self._acall(request)
+        _cache_absolute_uri(request)
+        try:
+            return self.get_response(request)
+        finally:
+            # The cached method refers to the request: no reference cycle left for the GC.
+            del request.build_absolute_uri
 
-        def build_absolute_uri(location: str | None = None) -> str:
-            if location != "?":
-                return build(location)
-            if not cache:
-                cache.append(build(location))
-            return cache[0]
+    async def _acall(self, request: HttpRequest) -> Any:
+        _cache_absolute_uri(request)
+        try:
+            return await self.get_response(request)
+        finally:
+            del request.build_absolute_uri
 
-        request.build_absolute_uri = build_absolute_uri  # type: ignore[method-assign]
-        return self.get_response(request)
+
+def _cache_absolute_uri(request: HttpRequest) -> None:
+    build = request.build_absolute_uri
+    cache: list[str] = []
+
+    def build_absolute_uri(location: str | None = None) -> str:
+        if location != "?":
+            return build(location)
+        if not cache:
+            cache.append(build(location))
+        return cache[0]
+
+    request.build_absolute_uri = build_absolute_uri  # type: ignore[method-assign]

@@ -126,4 +126,5 @@ def test_upstream_middleware_builds_the_absolute_uri_once(client, otel_capture, 
 
     assert response.status_code == 200
     assert calls == ["?"]  # upstream asks three times: request, view, response
+    assert "build_absolute_uri" not in vars(response.wsgi_request)  # no request <-> closure cycle left
     assert server_span(otel_capture).attributes["http.route"] == "diagnose/"
