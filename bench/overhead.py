@@ -219,7 +219,7 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant(
             "hcv-no-metrics",
-            "as hcv with OTEL_METRICS_EXPORTER=none (instruments still record; the /metrics/ summary reader stays)",
+            "as hcv with OTEL_METRICS_EXPORTER=none (instruments still record; no metric reader is left)",
             instrument=True,
             env={**_HCV, "OTEL_METRICS_EXPORTER": "none"},
             extra=True,
