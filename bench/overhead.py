@@ -63,9 +63,9 @@ LUA = BENCH / "wrk_post.lua"
 GUNICORN_CONF = BENCH / "gunicorn_conf.py"
 
 
-def markers(section: str) -> tuple[str, str]:
+def markers(section: str, script: str = "bench/overhead.py") -> tuple[str, str]:
     """The comments that delimit a run's section in the Markdown output (``--section``)."""
-    name = "bench/overhead.py" if section == "main" else f"bench/overhead.py {section}"
+    name = script if section == "main" else f"{script} {section}"
     return f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
 
 
@@ -1272,16 +1272,19 @@ def target_lines(
     return lines
 
 
-def write_section(path: Path, section: str, name: str = "main") -> None:
-    begin, end = markers(name)
+def write_section(
+    path: Path, section: str, name: str = "main", script: str = "bench/overhead.py", title: str = "Overhead"
+) -> None:
+    """Replace the section between the script's markers in ``path`` (or append it)."""
+    begin, end = markers(name, script)
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
         text = head + section.rstrip("\n") + tail
     else:
-        title = "Overhead (bench/overhead.py)" if name == "main" else f"Overhead: {name} (bench/overhead.py)"
-        text = text.rstrip("\n") + f"\n\n## {title}\n\n" + section
+        heading = f"{title} ({script})" if name == "main" else f"{title}: {name} ({script})"
+        text = text.rstrip("\n") + f"\n\n## {heading}\n\n" + section
     path.write_text(text)
 
 

@@ -14,10 +14,13 @@ class OtelHcvConfig(AppConfig):
         settings = conf.load()
         if sdk.active() is None and not sdk.auto_instrumentation:
             return  # neither opentelemetry-instrument nor configure(): nothing to set up
-        # Before the server builds its middleware chain, whatever happens to providers.
-        sdk.instrument_django(settings)
         # Under opentelemetry-instrument with DJANGO_SETTINGS_MODULE not yet exported,
-        # the distro left setup to this point; otherwise this is a no-op.
+        # the distro left setup to this point; otherwise this is a no-op. Providers first:
+        # the Django instrumentation takes its tracer and instruments when instrumented,
+        # and before the providers exist those are proxies, an indirection on every call.
         sdk.configure()
+        # Before the server builds its middleware chain, whatever happened to providers
+        # (a no-op when configure() instrumented Django already).
+        sdk.instrument_django(settings)
         # Django's dictConfig(LOGGING) ran after configure() on the early path.
         sdk.attach_logging_handler()

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +176,29 @@ print(json.dumps({"injected": hasattr(record, "otelTraceID")}))
         **env,
     )
     assert result["injected"] is injected
+
+
+def test_django_is_instrumented_with_the_real_providers_when_setup_waits_for_ready(tmp_path):
+    # manage.py / wsgi.py export DJANGO_SETTINGS_MODULE after the launcher ran: setup happens in
+    # the app's ready(), and the instrumentation must get the SDK's tracer, not a proxy.
+    example = Path(__file__).resolve().parents[2] / "example"
+    result = run_python(
+        """
+import json, os
+from opentelemetry.instrumentation.auto_instrumentation import initialize
+initialize()
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hcv_service.settings")
+from django.core.wsgi import get_wsgi_application
+get_wsgi_application()
+from opentelemetry.instrumentation.django.middleware.otel_middleware import _DjangoMiddleware
+print(json.dumps({"tracer": type(_DjangoMiddleware._tracer).__name__,
+                  "counter": type(_DjangoMiddleware._active_request_counter).__name__}))
+""",
+        OTEL_PYTHON_DISTRO="otel_hcv",
+        PYTHONPATH=str(example),
+        HCV_SQLITE_PATH=str(tmp_path / "db.sqlite3"),
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+    )
+    assert result == {"tracer": "Tracer", "counter": "_UpDownCounter"}

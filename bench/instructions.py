@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Instructions per request of the example's bare endpoint, variant by variant, under callgrind.
+
+bench/overhead.py measures time, and on a shared virtual machine time varies by ±30% from one
+minute to the next. The number of instructions a request executes hardly varies, so it is the
+figure to compare code changes by. This script serves ``POST /api/diagnose/`` in-process (Django's
+test client, no HTTP server) under ``valgrind --tool=callgrind`` twice per variant, with
+``--low`` and with ``--high`` requests after the same warm-up, and divides the difference in
+instructions by the difference in requests: start-up and warm-up cancel out. Export threads,
+the health refresher and the garbage collector count too. Timer-driven work (the metric export
+every 60 s, the health checks) runs about 50 times less often per request than in real time,
+because callgrind slows the process down that much.
+
+Variants are bench/overhead.py's (``baseline``, ``upstream``, ``hcv``, ``hcv-down``, ...): the
+same environment and settings, with ``opentelemetry-instrument`` replaced by its in-process
+equivalent (``opentelemetry.instrumentation.auto_instrumentation.initialize()``). Needs valgrind
+(Debian package ``valgrind``) and, for variants that export, the native stack::
+
+    bash scripts/stack.sh start
+    .venv/bin/python bench/instructions.py                     # about 8 minutes on two cores
+    .venv/bin/python bench/instructions.py --variants baseline,hcv --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SCRIPT = "bench/instructions.py"
+
+
+def child(mode_json: str) -> None:
+    """One measured process: set up like the variant, warm up, serve N requests, exit."""
+    mode = json.loads(mode_json)
+    if mode["instrument"]:
+        from opentelemetry.instrumentation.auto_instrumentation import initialize
+
+        initialize()
+    import django
+
+    django.setup()
+    from django.test import Client
+    from overhead import BODY
+
+    client = Client()
+    for _ in range(mode["warmup"] + mode["requests"]):
+        response = client.post("/api/diagnose/", BODY, content_type="application/json")
+        if response.status_code != 200:
+            raise SystemExit(f"POST /api/diagnose/ answered {response.status_code}: {response.content[:300]!r}")
+    # Exit without the providers' shutdown: the export at exit is not per-request work.
+    os._exit(0)
+
+
+def measure(name: str, requests: int, warmup: int, env: dict[str, str], instrument: bool) -> int:
+    """Instructions callgrind counted for the whole process."""
+    mode = json.dumps({"instrument": instrument, "warmup": warmup, "requests": requests})
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, "--child", mode],
+        cwd=REPO / "example",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or found is None:
+        raise RuntimeError(f"{name} with {requests} requests failed:\n{result.stderr[-3000:]}")
+    return int(found.group(1))
+
+
+def variant_env(name: str, database: Path, closed: int) -> tuple[dict[str, str], bool]:
+    from overhead import VARIANTS, stack_env
+
+    from tests.support.service import service_env
+
+    variant = VARIANTS[name]
+    stack = stack_env()
+    places = {
+        "collector": stack.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+        "collector_grpc": "http://127.0.0.1:4317",
+        "closed": f"http://127.0.0.1:{closed}",
+    }
+    env = service_env({key: value.format(**places) for key, value in variant.env.items()}, database)
+    env.update(
+        DJANGO_SETTINGS_MODULE=variant.settings_module or "hcv_service.settings",
+        PYTHONPATH=os.pathsep.join([str(REPO / "example"), str(BENCH), str(REPO)]),
+        PYTHONMALLOC="malloc",  # callgrind counts the same allocator work in every variant
+    )
+    return env, variant.instrument
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Instructions per request of the example's bare endpoint under callgrind, per variant "
+        "(bench/overhead.py's variants, served in-process). Writes a table into docs/benchmarks.md.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--variants", default="baseline,upstream,hcv,hcv-down", help="comma-separated")
+    parser.add_argument("--warmup", type=int, default=100, help="requests before the measured ones")
+    parser.add_argument("--low", type=int, default=20, help="measured requests of the first run")
+    parser.add_argument("--high", type=int, default=220, help="measured requests of the second run")
+    parser.add_argument("--jobs", type=int, default=2, help="callgrind processes at a time")
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--no-write", action="store_true", help="print the section instead of writing --output")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.high <= args.low:
+        parser.error("--high must be larger than --low")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        child(args.child)
+        return 0
+    from overhead import VARIANTS, closed_port, code_state, manage, service_env, write_section
+
+    names = [name for name in args.variants.split(",") if name]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; bench/overhead.py --list-variants lists them")
+    started = time.monotonic()
+    state = code_state()
+    with tempfile.TemporaryDirectory(prefix="otel-hcv-instructions-") as tmp, closed_port() as closed:
+        database = Path(tmp) / "db.sqlite3"
+        manage(["migrate", "--noinput"], service_env({}, database))
+        jobs = {}
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            for name in names:
+                env, instrument = variant_env(name, database, closed)
+                for requests in (args.low, args.high):
+                    jobs[name, requests] = pool.submit(measure, name, requests, args.warmup, env, instrument)
+            counts = {key: job.result() for key, job in jobs.items()}
+    per_request = {name: (counts[name, args.high] - counts[name, args.low]) / (args.high - args.low) for name in names}
+    reference = per_request[names[0]]
+    command = shlex.join([".venv/bin/python", SCRIPT, *(argv if argv is not None else sys.argv[1:])])
+    lines = [
+        f"<!-- {SCRIPT}: begin -->",
+        "",
+        f"Produced by `{command}` on {datetime.datetime.now():%Y-%m-%d %H:%M} in "
+        f"{(time.monotonic() - started) / 60:.1f} minutes; code {state}. Instructions per request = "
+        f"(instructions with {args.high} requests - with {args.low}) / {args.high - args.low}, after "
+        f"{args.warmup} warm-up requests, `POST /api/diagnose/` (bare) through Django's test client.",
+        "",
+        f"| variant | M instructions/request | x {names[0]} | what it is |",
+        "|---|---:|---:|---|",
+    ]
+    for name in names:
+        lines.append(
+            f"| {name} | {per_request[name] / 1e6:.2f} | {per_request[name] / reference:.3f} | {VARIANTS[name].label} |"
+        )
+    lines += ["", f"<!-- {SCRIPT}: end -->", ""]
+    section = "\n".join(lines)
+    if args.no_write:
+        print(section)
+    else:
+        write_section(args.output, section, script=SCRIPT, title="Instructions")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
