@@ -232,10 +232,11 @@ VARIANTS: dict[str, Variant] = {
             extra=True,
         ),
         Variant(
-            "hcv-batch-64",
-            "as hcv with OTEL_BSP_MAX_EXPORT_BATCH_SIZE=64: the same work in smaller bursts on the export thread",
+            "hcv-batch-512",
+            "as hcv with upstream's export batches of 512 spans and log records (otel-hcv's default is 64): "
+            "fewer, longer exports",
             instrument=True,
-            env={**_HCV, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64"},
+            env={**_HCV, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": "512"},
             extra=True,
         ),
         Variant(
