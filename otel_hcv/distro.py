@@ -56,8 +56,9 @@ class OtelHcvDistro(BaseDistro):
         if entry_point.name == "django" and _django_settings_pending():
             return  # instrumented by otel_hcv.sdk.configure() from the app's ready()
         if entry_point.name == "logging" and not _log_correlation_requested():
-            # Its record factory puts otelTraceID & co. on every record (~25 µs each); our
-            # JSON lines and OTLP records read the trace context themselves.
+            # Our JSON lines and OTLP records read the trace context themselves; upstream's
+            # instrumentation would only add a record factory call to every log record (and,
+            # with OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION=true, a second, unredacted OTLP handler).
             return
         super().load_instrumentor(entry_point, **kwargs)
 

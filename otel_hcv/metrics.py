@@ -199,7 +199,8 @@ def record_api_request(
     duration = max(float(duration), 0.0)
     instruments.api_duration.record(duration, attributes)
     instruments.api_requests.add(1, attributes)
-    summary.current.add_api_call(endpoint, int(status_code), duration)
+    # Under the endpoint's metric label (text, at most 64 characters), as Prometheus shows it.
+    summary.current.add_api_call(str(attributes.get(ENDPOINT, "_OTHER")), int(status_code), duration)
 
 
 def _qualified_name(cls: type) -> str:

@@ -109,30 +109,19 @@ class AbsoluteUriCacheMiddleware:
     start-of-span and end-of-span decisions the same.
     """
 
+    # Sync only, like the middleware it serves: Django adapts at one boundary either way.
     sync_capable = True
-    async_capable = True
+    async_capable = False
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
         _cache_absolute_uri(request)
         try:
             return self.get_response(request)
         finally:
             # The cached method refers to the request: no reference cycle left for the GC.
-            del request.build_absolute_uri
-
-    async def _acall(self, request: HttpRequest) -> Any:
-        _cache_absolute_uri(request)
-        try:
-            return await self.get_response(request)
-        finally:
             del request.build_absolute_uri
 
 

@@ -171,11 +171,12 @@ import json, logging
 from opentelemetry.instrumentation.auto_instrumentation import initialize
 initialize()
 record = logging.getLogRecordFactory()("n", logging.INFO, "p", 1, "m", None, None)
-print(json.dumps({"injected": hasattr(record, "otelTraceID")}))
+print(json.dumps({"injected": hasattr(record, "otelTraceID"),
+                  "factory_replaced": logging.getLogRecordFactory() is not logging.LogRecord}))
 """,
         **env,
     )
-    assert result["injected"] is injected
+    assert result == {"injected": injected, "factory_replaced": injected}
 
 
 def test_django_is_instrumented_with_the_real_providers_when_setup_waits_for_ready(tmp_path):

@@ -109,3 +109,40 @@ def test_snapshots_are_bounded():
         summary.add_diagnosis(0.1, True)
     assert len(summary.snapshots) == summary.snapshots.maxlen == 12
     assert summary.summary(60)["diagnosis_summary"]["total"] == 4
+
+
+def test_endpoints_are_summarised_under_their_metric_label(client, otel_capture):
+    long_name = "e" * 100
+    record_api_request(None, "GET", 200, 0.1)
+    record_api_request(7, "GET", 200, 0.1)
+    record_api_request(long_name, "GET", 500, 0.1)
+
+    body = client.get("/metrics/").json()  # not a 500: the labels sort as text
+
+    assert body["api"]["_OTHER"]["total"] >= 1
+    assert body["api"]["7"]["total"] >= 1
+    assert body["api"][long_name[:64]]["errors"] >= 1
+    (point,) = [
+        p for p in otel_capture.metric_points("hcv.api.requests") if p.attributes.get("hcv.endpoint") == long_name[:64]
+    ]
+    assert point.value == 1
+
+
+def test_a_forked_child_starts_with_its_own_summary_and_no_setup(otel_capture):
+    import os
+
+    from otel_hcv import sdk, summary
+
+    record_diagnosis(0.1, True)
+    assert summary.current.summary(300)["diagnosis_summary"]["total"] >= 1
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        fresh = summary.current.summary(300)["diagnosis_summary"]["total"] == 0 and sdk.active() is None
+        os.write(write_end, b"1" if fresh else b"0")
+        os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert sdk.active() is not None  # the parent keeps its setup
