@@ -16,6 +16,7 @@ import re
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,15 +31,8 @@ from opentelemetry.trace import SpanContext
 from otel_hcv import context, privacy, sdk
 from otel_hcv.export import count_dropped, redact_stacktrace
 
-# Where safe_fields() keeps its result on a record, for the next handler.
-_SAFE_FIELDS_ATTRIBUTE = "_otel_hcv_safe_fields"
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
-    "message",
-    "asctime",
-    "taskName",
-    _SAFE_FIELDS_ATTRIBUTE,
-}
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _DROPPED_EXTRAS = frozenset({"request"})
 _SDK_LOGGER = "opentelemetry"
 _QUERY_STRING = re.compile(r"\?[^\s\"]*")
@@ -70,19 +64,26 @@ class SafeFields:
     span_context: SpanContext | None
 
 
+# The last record each thread worked out SafeFields for. Not kept on the record itself:
+# other handlers (upstream's OTLP handler, JSON libraries) export a record's attributes.
+_last_safe_fields = threading.local()
+
+
 def safe_fields(record: logging.LogRecord) -> SafeFields:
     """The record's :class:`SafeFields`, worked out once: the console line and the OTLP
-    export of a record (two handlers) share them."""
-    fields = record.__dict__.get(_SAFE_FIELDS_ATTRIBUTE)
-    if fields is None:
-        settings = sdk.current_settings()
-        fields = SafeFields(
-            message=safe_message(record, settings),
-            extras=safe_extras(record, settings),
-            exception=exception_fields(record),
-            span_context=record_span_context(record),
-        )
-        record.__dict__[_SAFE_FIELDS_ATTRIBUTE] = fields
+    export of a record (two handlers, one after the other on the logging thread) share them."""
+    last = getattr(_last_safe_fields, "entry", None)
+    if last is not None and last[0]() is record:
+        return last[1]
+    settings = sdk.current_settings()
+    fields = SafeFields(
+        message=safe_message(record, settings),
+        extras=safe_extras(record, settings),
+        exception=exception_fields(record),
+        span_context=record_span_context(record),
+    )
+    # A weak reference: the record (and any traceback it holds) is not kept alive.
+    _last_safe_fields.entry = (weakref.ref(record), fields)
     return fields
 
 

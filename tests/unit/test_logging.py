@@ -1,5 +1,6 @@
 """The JSON formatter, the LOGGING helper and the OTLP log handler."""
 
+import io
 import json
 import logging
 import logging.config
@@ -226,3 +227,36 @@ def test_every_queue_full_drop_is_counted_despite_the_sdks_duplicate_filter(otel
     for _ in range(250):  # what the SDK's batch processor logs for each dropped span
         _shared_internal._logger.warning("Queue full, dropping %s.", "Span")
     assert queue_full_spans() - before == 250
+
+
+def test_safe_fields_are_worked_out_once_and_leave_the_record_alone(otel_capture, monkeypatch):
+    from opentelemetry._logs import get_logger_provider
+
+    from otel_hcv import logging as hcv_logging
+
+    calls = []
+    original = hcv_logging.safe_extras
+    monkeypatch.setattr(hcv_logging, "safe_extras", lambda *args: calls.append(1) or original(*args))
+    seen = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record):
+            seen.append(set(vars(record)))
+
+    console = logging.StreamHandler(io.StringIO())
+    console.setFormatter(StructuredFormatter())
+    otlp = hcv_logging.OtlpLoggingHandler(logger_provider=get_logger_provider())
+    test_logger = logging.getLogger("otel_hcv.test.once")
+    test_logger.propagate = False
+    for handler in (console, otlp, Recorder()):
+        test_logger.addHandler(handler)
+    otel_capture.clear()
+
+    test_logger.warning("one record, two exporting handlers")
+
+    assert len(calls) == 1
+    assert [r.log_record.body for r in otel_capture.logs()] == ["one record, two exporting handlers"]
+    assert json.loads(console.stream.getvalue())["message"] == "one record, two exporting handlers"
+    # Nothing added to the record: other handlers export a record's attributes.
+    standard = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+    assert seen[0] <= standard
