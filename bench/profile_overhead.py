@@ -50,6 +50,7 @@ MARK_END = "<!-- bench/profile_overhead.py: end -->"
 PASS_THROUGH = (
     ("opentelemetry/instrumentation/django/", "_DjangoMiddleware.__call__"),
     ("otel_hcv/middleware.py", "RequestContextMiddleware.__call__"),
+    ("otel_hcv/middleware.py", "AbsoluteUriCacheMiddleware.__call__"),
     ("otel_hcv/metrics.py", "track_api_metrics.<locals>.decorator.<locals>.wrapper"),
     ("opentelemetry/instrumentation/dbapi/", "CursorTracer.traced_execution"),
     ("opentelemetry/instrumentation/dbapi/", "TracedCursorProxy.execute"),
@@ -67,6 +68,9 @@ COMPONENTS = (
     ("DB client instrumentation: psycopg/dbapi spans", "opentelemetry/instrumentation/dbapi/", None),
     ("DB client instrumentation: psycopg/dbapi spans", "opentelemetry/instrumentation/psycopg/", None),
     ("Redis instrumentation", "opentelemetry/instrumentation/redis/", None),
+    # The URI cache in front of Django's instrumentation works for it.
+    ("Django instrumentation: server span, request/response attributes, http.server metrics",
+     "otel_hcv/middleware.py", r"(AbsoluteUriCacheMiddleware|_cache_absolute_uri)"),
     ("otel_hcv RequestContextMiddleware: request id, span attributes", "otel_hcv/middleware.py", None),
     ("otel_hcv track_api_metrics: endpoint span, user pseudonym, API metrics", "otel_hcv/metrics.py",
      r"(_ApiCall|record_api_request|track_api_metrics|_request_of|status_for_exception)"),
