@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         child(args.child)
         return 0
-    from overhead import VARIANTS, closed_port, code_state, manage, service_env, write_section
+    from overhead import VARIANTS, closed_port, code_state, manage, markers, service_env, write_section
 
     names = [name for name in args.variants.split(",") if name]
     unknown = [name for name in names if name not in VARIANTS]
@@ -151,8 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     per_request = {name: (counts[name, args.high] - counts[name, args.low]) / (args.high - args.low) for name in names}
     reference = per_request[names[0]]
     command = shlex.join([".venv/bin/python", SCRIPT, *(argv if argv is not None else sys.argv[1:])])
+    begin, end = markers("main", SCRIPT)
     lines = [
-        f"<!-- {SCRIPT}: begin -->",
+        begin,
         "",
         f"Produced by `{command}` on {datetime.datetime.now():%Y-%m-%d %H:%M} in "
         f"{(time.monotonic() - started) / 60:.1f} minutes; code {state}. Instructions per request = "
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(
             f"| {name} | {per_request[name] / 1e6:.2f} | {per_request[name] / reference:.3f} | {VARIANTS[name].label} |"
         )
-    lines += ["", f"<!-- {SCRIPT}: end -->", ""]
+    lines += ["", end, ""]
     section = "\n".join(lines)
     if args.no_write:
         print(section)

@@ -40,10 +40,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import overhead
-from overhead import BIN, REPO, VARIANTS, HelpFormatter, Server, closed_port, code_state, log, prepare, run_wrk
+from overhead import (
+    BIN,
+    REPO,
+    VARIANTS,
+    HelpFormatter,
+    Server,
+    closed_port,
+    code_state,
+    log,
+    markers,
+    prepare,
+    run_wrk,
+    write_section,
+)
 
-MARK_BEGIN = "<!-- bench/profile_overhead.py: begin -->"
-MARK_END = "<!-- bench/profile_overhead.py: end -->"
+SCRIPT = "bench/profile_overhead.py"
+MARK_BEGIN, MARK_END = markers("main", SCRIPT)
 
 # Frames that only call through to the application: their own time is telemetry, the time of
 # what they call is not (unless it is itself telemetry).
@@ -467,17 +480,6 @@ def threads_of(profiles: Sequence[Profile]) -> list[str]:
     return ["MainThread", *names]
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if MARK_BEGIN in text and MARK_END in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        _, tail = rest.split(MARK_END, 1)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n## Profile (bench/profile_overhead.py)\n\n" + section
-    path.write_text(text)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(
@@ -547,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_write:
         print(section)
     else:
-        write_section(args.output, section)
+        write_section(args.output, section, script=SCRIPT, title="Profile")
         log(f"wrote {args.output}")
     return 0
 
