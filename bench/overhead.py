@@ -69,22 +69,12 @@ def markers(section: str, script: str = "bench/overhead.py") -> tuple[str, str]:
     return f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
 
 
-BODY = json.dumps(
-    {
-        "age": 47,
-        "sex": "m",
-        "alb": 42.2,
-        "alp": 66.7,
-        "alt": 23.1,
-        "ast": 24.8,
-        "bil": 6.9,
-        "che": 8.35,
-        "chol": 5.41,
-        "crea": 78,
-        "ggt": 21.4,
-        "prot": 72.2,
-    }
-)
+# The request body: the example model's health-probe sample (the data set's median blood donor).
+if str(EXAMPLE) not in sys.path:
+    sys.path.insert(0, str(EXAMPLE))
+from diagnosis.model import HEALTH_PROBE_SAMPLE  # noqa: E402
+
+BODY = json.dumps(dict(HEALTH_PROBE_SAMPLE))
 
 SHAPES = ("bare", "realistic")
 MiB = 1024 * 1024
