@@ -718,10 +718,13 @@ cmd_stop() {
   done
 }
 
-cmd_status() {
-  local c pid health rc=0
-  printf '%-11s %-8s %-8s %-9s %s\n' COMPONENT STATE PID HEALTH ADDRESS
-  for c in "${COMPONENTS[@]}"; do
+# A status table: a header naming the first column, then one row per component.
+# Returns 1 when any of them is stopped or unhealthy.
+status_rows() {
+  local title="$1" c pid health rc=0
+  shift
+  printf '%-11s %-8s %-8s %-9s %s\n' "$title" STATE PID HEALTH ADDRESS
+  for c in "$@"; do
     if pid="$(component_pid "$c")"; then
       if is_healthy "$c"; then health=healthy; else health=unhealthy; rc=1; fi
       printf '%-11s %-8s %-8s %-9s %s\n' "$c" running "$pid" "$health" "$(component_address "$c")"
@@ -730,6 +733,12 @@ cmd_status() {
       rc=1
     fi
   done
+  return "$rc"
+}
+
+cmd_status() {
+  local rc=0
+  status_rows COMPONENT "${COMPONENTS[@]}" || rc=1
   echo "state: $STATE   logs: $LOG_DIR   log sink: $LOG_SINK"
   return "$rc"
 }
@@ -790,18 +799,10 @@ stop_tier() {
 }
 
 cmd_status_tier() {
-  local n c pid health rc=0
+  local n rc=0
   n="$(tier_recorded_gateways)"
-  printf '%-11s %-8s %-8s %-9s %s\n' MEMBER STATE PID HEALTH ADDRESS
-  for c in $(tier_members "${n:-$MAX_GATEWAYS}"); do
-    if pid="$(component_pid "$c")"; then
-      if is_healthy "$c"; then health=healthy; else health=unhealthy; rc=1; fi
-      printf '%-11s %-8s %-8s %-9s %s\n' "$c" running "$pid" "$health" "$(component_address "$c")"
-    else
-      printf '%-11s %-8s %-8s %-9s %s\n' "$c" stopped - - "$(component_address "$c")"
-      rc=1
-    fi
-  done
+  # shellcheck disable=SC2046  # member names are single words
+  status_rows MEMBER $(tier_members "${n:-$MAX_GATEWAYS}") || rc=1
   echo "gateways started: ${n:-none}   logs: $LOG_DIR/{agent,gateway-N}.log   log sinks: $STATE/tier/gateway-N/logs.jsonl"
   return "$rc"
 }
