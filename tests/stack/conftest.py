@@ -43,6 +43,49 @@ COMPONENT_KINDS = ("receivers", "processors", "exporters", "connectors", "extens
 ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def component_type(component_id: str) -> str:
+    return component_id.split("/", 1)[0]
+
+
+def run_validate(binary: Path, config: Path, env_extra: dict[str, str] | None = None, timeout: float = 60):
+    """``otelcol validate`` of a config with only the given variables set."""
+    env = {"PATH": "/usr/bin:/bin", "OTEL_COLLECTOR_BIND": "127.0.0.1"}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [str(binary), "validate", "--config", str(config)], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+PIPELINE_KINDS = ("receivers", "processors", "exporters", "extensions")
+
+
+def pipeline_refs(cfg: dict, slots: dict[str, str] | None = None) -> dict[str, set[str]]:
+    """Component ids the service section references, a slot placeholder (``${env:...}``)
+    replaced by the value given for it."""
+    slots = slots or {}
+    refs: dict[str, set[str]] = {k: set() for k in PIPELINE_KINDS}
+    refs["extensions"].update(cfg["service"].get("extensions", []))
+    for pipeline in cfg["service"]["pipelines"].values():
+        for kind in ("receivers", "processors", "exporters"):
+            refs[kind].update(slots.get(ref, ref) for ref in pipeline.get(kind, []))
+    return refs
+
+
+def assert_every_component_used(cfg: dict, slot_choices: list[dict[str, str]], label: str) -> None:
+    """Every defined component is referenced for some choice of the slots, and nothing
+    undefined is (connectors count as both receiver and exporter)."""
+    used: dict[str, set[str]] = {k: set() for k in PIPELINE_KINDS}
+    for slots in slot_choices:
+        for kind, ids in pipeline_refs(cfg, slots).items():
+            used[kind] |= ids
+    connectors = set(cfg.get("connectors") or {})
+    for kind in used:
+        defined = set(cfg.get(kind) or {})
+        if kind in ("receivers", "exporters"):
+            used[kind] -= connectors
+        assert used[kind] == defined, f"{label} {kind}: defined {sorted(defined)} used {sorted(used[kind])}"
+
+
 def load_yaml(path: Path):
     with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
@@ -248,6 +291,10 @@ def stack() -> SimpleNamespace:
         COMPOSE_FILE=COMPOSE_FILE,
         COMPONENT_KINDS=COMPONENT_KINDS,
         ENV_REF=ENV_REF,
+        component_type=component_type,
+        run_validate=run_validate,
+        pipeline_refs=pipeline_refs,
+        assert_every_component_used=assert_every_component_used,
         load_yaml=load_yaml,
         resolve_env_defaults=resolve_env_defaults,
         run_collector=run_collector,

@@ -17,45 +17,18 @@ SLOT = "${env:OTEL_HCV_VENDOR_EXPORTER:-nop}"
 SLOT_VALUES = ("nop", "otlp_http/vendor", "debug")
 
 
-def component_type(component_id: str) -> str:
-    return component_id.split("/", 1)[0]
-
-
-def pipeline_refs(cfg: dict, slot_value: str = "nop") -> dict[str, set[str]]:
-    """Component ids referenced by the service section, with the vendor slot resolved."""
-    refs: dict[str, set[str]] = {k: set() for k in ("receivers", "processors", "exporters", "extensions")}
-    refs["extensions"].update(cfg["service"].get("extensions", []))
-    for pipeline in cfg["service"]["pipelines"].values():
-        for kind in ("receivers", "processors", "exporters"):
-            for ref in pipeline.get(kind, []):
-                refs[kind].add(slot_value if ref == SLOT else ref)
-    return refs
-
-
-def run_validate(binary, config, env_extra=None, timeout=60):
-    env = {"PATH": "/usr/bin:/bin", "OTEL_COLLECTOR_BIND": "127.0.0.1"}
-    env.update(env_extra or {})
-    return subprocess.run(
-        [str(binary), "validate", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
 # --------------------------------------------------------------------------
 # collector: validate with the real binary
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("slot_value", SLOT_VALUES)
 def test_collector_validates_config(collector_bin, stack, slot_value):
-    proc = run_validate(collector_bin, stack.COLLECTOR_CONFIG, {"OTEL_HCV_VENDOR_EXPORTER": slot_value})
+    proc = stack.run_validate(collector_bin, stack.COLLECTOR_CONFIG, {"OTEL_HCV_VENDOR_EXPORTER": slot_value})
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_collector_validate_rejects_unknown_vendor_exporter(collector_bin, stack):
     # Proves the check above can fail: a slot value naming no configured exporter.
-    proc = run_validate(collector_bin, stack.COLLECTOR_CONFIG, {"OTEL_HCV_VENDOR_EXPORTER": "otlp_http/typo"})
+    proc = stack.run_validate(collector_bin, stack.COLLECTOR_CONFIG, {"OTEL_HCV_VENDOR_EXPORTER": "otlp_http/typo"})
     assert proc.returncode != 0
     assert "otlp_http/typo" in proc.stdout + proc.stderr
 
@@ -68,7 +41,7 @@ def test_collector_validate_rejects_component_not_built(collector_bin, stack, tm
     import yaml
 
     path.write_text(yaml.safe_dump(cfg))
-    proc = run_validate(collector_bin, path)
+    proc = stack.run_validate(collector_bin, path)
     assert proc.returncode != 0
     assert "attributes" in proc.stdout + proc.stderr
 
@@ -92,7 +65,7 @@ def used_component_types(stack, kind: str) -> set[str]:
     """Types of `kind` defined by the three collector configs together (the manifest's scope)."""
     used: set[str] = set()
     for path in stack.COLLECTOR_CONFIGS:
-        used |= {component_type(cid) for cid in (stack.load_yaml(path).get(kind) or {})}
+        used |= {stack.component_type(cid) for cid in (stack.load_yaml(path).get(kind) or {})}
     return used
 
 
@@ -145,18 +118,9 @@ def test_builder_versions_are_consistent(builder_config, stack, compose):
     assert image == f"otel/opentelemetry-collector-contrib:{version}"
 
 
-def test_every_configured_component_is_reachable(collector_config):
+def test_every_configured_component_is_reachable(collector_config, stack):
     """Each defined component is used by some pipeline for some documented slot value."""
-    used: dict[str, set[str]] = {k: set() for k in ("receivers", "processors", "exporters", "extensions")}
-    for value in SLOT_VALUES:
-        for kind, ids in pipeline_refs(collector_config, value).items():
-            used[kind] |= ids
-    connectors = set(collector_config.get("connectors") or {})
-    for kind in used:
-        defined = set(collector_config.get(kind) or {})
-        if kind in ("receivers", "exporters"):
-            used[kind] -= connectors
-        assert used[kind] == defined, f"{kind}: defined {sorted(defined)} used {sorted(used[kind])}"
+    stack.assert_every_component_used(collector_config, [{SLOT: value} for value in SLOT_VALUES], "collector")
 
 
 def test_pipelines_shape(collector_config):

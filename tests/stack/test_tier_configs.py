@@ -23,18 +23,6 @@ RESOLVER_SLOT = "load_balancing/${env:OTEL_HCV_GATEWAY_RESOLVER:-static}"
 STACK_PORTS = {4317, 4318, 8888, 8889, 13133, 55679, 14317, 14318, 14133, 14269, 16685, 16686, 9090, 55432, 56379}
 
 
-def component_type(component_id: str) -> str:
-    return component_id.split("/", 1)[0]
-
-
-def run_validate(binary, config, env_extra=None):
-    env = {"PATH": "/usr/bin:/bin", "OTEL_COLLECTOR_BIND": "127.0.0.1"}
-    env.update(env_extra or {})
-    return subprocess.run(
-        [str(binary), "validate", "--config", str(config)], capture_output=True, text=True, timeout=60, env=env
-    )
-
-
 def script_setting(stack, name: str) -> int:
     return int(re.search(rf"^{name}=(\d+)$", stack.STACK_SH.read_text(), re.M).group(1))
 
@@ -53,52 +41,35 @@ def defaults(stack, value) -> str:
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("resolver", RESOLVERS)
 def test_agent_validates(collector_bin, stack, resolver):
-    proc = run_validate(collector_bin, stack.AGENT_CONFIG, {"OTEL_HCV_GATEWAY_RESOLVER": resolver})
+    proc = stack.run_validate(collector_bin, stack.AGENT_CONFIG, {"OTEL_HCV_GATEWAY_RESOLVER": resolver})
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_gateway_validates(collector_bin, stack):
-    proc = run_validate(collector_bin, stack.GATEWAY_CONFIG)
+    proc = stack.run_validate(collector_bin, stack.GATEWAY_CONFIG)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_agent_validate_rejects_unknown_resolver(collector_bin, stack):
-    proc = run_validate(collector_bin, stack.AGENT_CONFIG, {"OTEL_HCV_GATEWAY_RESOLVER": "k8s"})
+    proc = stack.run_validate(collector_bin, stack.AGENT_CONFIG, {"OTEL_HCV_GATEWAY_RESOLVER": "k8s"})
     assert proc.returncode != 0
     assert "load_balancing/k8s" in proc.stdout + proc.stderr
 
 
 def test_gateway_validate_rejects_bad_sampling_percentage(collector_bin, stack):
     # Proves the env var reaches the typed field: a non-number is refused.
-    proc = run_validate(collector_bin, stack.GATEWAY_CONFIG, {"OTEL_HCV_SAMPLING_PERCENTAGE": "ten"})
+    proc = stack.run_validate(collector_bin, stack.GATEWAY_CONFIG, {"OTEL_HCV_SAMPLING_PERCENTAGE": "ten"})
     assert proc.returncode != 0
 
 
 # --------------------------------------------------------------------------
 # structure
 # --------------------------------------------------------------------------
-def _refs(cfg: dict, resolver: str = "static") -> dict[str, set[str]]:
-    refs: dict[str, set[str]] = {k: set() for k in ("receivers", "processors", "exporters", "extensions")}
-    refs["extensions"].update(cfg["service"].get("extensions", []))
-    for pipeline in cfg["service"]["pipelines"].values():
-        for kind in ("receivers", "processors", "exporters"):
-            refs[kind].update(f"load_balancing/{resolver}" if r == RESOLVER_SLOT else r for r in pipeline.get(kind, []))
-    return refs
-
-
 @pytest.mark.parametrize("name", ["agent", "gateway"])
 def test_every_defined_component_is_used(stack, agent_config, gateway_config, name):
     cfg = agent_config if name == "agent" else gateway_config
-    used: dict[str, set[str]] = {k: set() for k in ("receivers", "processors", "exporters", "extensions")}
-    for resolver in RESOLVERS if name == "agent" else ("static",):
-        for kind, ids in _refs(cfg, resolver).items():
-            used[kind] |= ids
-    connectors = set(cfg.get("connectors") or {})
-    for kind in used:
-        defined = set(cfg.get(kind) or {})
-        if kind in ("receivers", "exporters"):
-            used[kind] -= connectors
-        assert used[kind] == defined, f"{name} {kind}: defined {sorted(defined)} used {sorted(used[kind])}"
+    resolvers = RESOLVERS if name == "agent" else ("static",)
+    stack.assert_every_component_used(cfg, [{RESOLVER_SLOT: f"load_balancing/{r}"} for r in resolvers], name)
 
 
 def test_scrub_is_identical_everywhere(collector_config, agent_config, gateway_config):
