@@ -6,16 +6,15 @@ The end-to-end behaviour with Jaeger and Prometheus is in tests/tier.
 
 from __future__ import annotations
 
-import gzip
-import http.server
 import os
 import re
 import subprocess
-import threading
 import time
 import urllib.request
 
 import pytest
+
+from otel_hcv.receiver import OtlpReceiver
 
 RESOLVERS = ("static", "dns")
 RESOLVER_SLOT = "load_balancing/${env:OTEL_HCV_GATEWAY_RESOLVER:-static}"
@@ -221,23 +220,6 @@ def test_prometheus_scrapes_the_tier(stack):
 # --------------------------------------------------------------------------
 # The real binary: one agent, two gateways, a recording stand-in for Jaeger
 # --------------------------------------------------------------------------
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    bodies: list[bytes] = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        type(self).bodies.append(body)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def _span(trace_id: str, span_id: str, name: str, start: int, end: int, error: bool, parent: str = "") -> dict:
     span = {
         "traceId": trace_id,
@@ -256,13 +238,7 @@ def _span(trace_id: str, span_id: str, name: str, start: int, end: int, error: b
 
 
 def test_tier_samples_by_outcome_and_counts_every_span(collector_bin, stack, tmp_path):
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    class Recorder(_Recorder):
-        bodies: list[bytes] = []
-
-    jaeger = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=jaeger.serve_forever, daemon=True).start()
+    jaeger = OtlpReceiver().__enter__()
     base = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "OTEL_COLLECTOR_BIND": "127.0.0.1"}
     procs: list[subprocess.Popen] = []
     gateways = []
@@ -277,7 +253,7 @@ def test_tier_samples_by_outcome_and_counts_every_span(collector_bin, stack, tmp
                 "OTEL_HCV_HEALTH_PORT": str(ports["health"]),
                 "OTEL_HCV_PROMETHEUS_PORT": str(ports["prom"]),
                 "OTEL_HCV_TELEMETRY_PORT": str(ports["telemetry"]),
-                "JAEGER_OTLP_ENDPOINT": f"http://127.0.0.1:{jaeger.server_address[1]}",
+                "JAEGER_OTLP_ENDPOINT": jaeger.endpoint,
                 "OTEL_HCV_LOG_SINK": str(tmp_path / f"gw-{i}.jsonl"),
                 "OTEL_HCV_SAMPLING_PERCENTAGE": "0",
                 "OTEL_HCV_SAMPLING_LATENCY_THRESHOLD_MS": "1000",
@@ -331,8 +307,9 @@ def test_tier_samples_by_outcome_and_counts_every_span(collector_bin, stack, tmp
 
         def exported() -> dict[str, dict]:
             traces: dict[str, dict] = {}
-            for body in list(Recorder.bodies):
-                request = ExportTraceServiceRequest.FromString(body)
+            with jaeger.lock:
+                requests = list(jaeger.requests["traces"])
+            for request in requests:
                 for rs in request.resource_spans:
                     attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
                     for ss in rs.scope_spans:
@@ -365,8 +342,7 @@ def test_tier_samples_by_outcome_and_counts_every_span(collector_bin, stack, tmp
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
-        jaeger.shutdown()
-        jaeger.server_close()
+        jaeger.__exit__(None, None, None)
 
     assert set(traces) == wanted, "only error and slow traces are kept at 0 % baseline sampling"
     for trace_id, t in traces.items():
