@@ -85,9 +85,7 @@ def measure(name: str, requests: int, warmup: int, env: dict[str, str], instrume
 
 
 def variant_env(name: str, database: Path, closed: int) -> tuple[dict[str, str], bool]:
-    from overhead import VARIANTS, stack_env
-
-    from tests.support.service import service_env
+    from overhead import VARIANTS, service_env, stack_env
 
     variant = VARIANTS[name]
     stack = stack_env()

@@ -213,7 +213,7 @@ def configure(**overrides: Any) -> Telemetry | None:
     """
     global _active
     with _lock:
-        if _active is not None and active() is not None:
+        if _active is not None:
             if _active.for_tests:
                 _active.settings = conf.load(overrides)
                 instrument_django(_active.settings)
