@@ -10,27 +10,16 @@ by the OpenTelemetry SDK itself; this package only supplies defaults for them
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigurationError(ValueError):
     """A setting has a wrong name, type or value; the message names the setting."""
-
-
-# Keys whose values are health data or credentials. Redaction applies to any attribute,
-# log extra or Sentry field whose name (or last dotted part) matches one of these.
-DEFAULT_SENSITIVE_KEYS: tuple[str, ...] = (
-    # the lab values of the HCV data set
-    "age", "sex", "alb", "alp", "alt", "ast", "bil", "che", "chol", "crea", "ggt", "prot",
-    # credentials and personal data
-    "password", "passwd", "token", "secret", "authorization", "cookie", "session",
-    "email", "e-mail", "api_key", "apikey", "csrf", "first_name", "last_name", "name",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -46,8 +35,13 @@ class Settings:
     ip_addresses: str = "truncate"
     # URL path patterns (regular expressions) that are never traced.
     excluded_urls: tuple[str, ...] = (r"/health(/|$)", r"/metrics/?$")
-    # Extra deny-listed keys, added to DEFAULT_SENSITIVE_KEYS.
+    # Extra keys to treat as sensitive everywhere (matched by name tokens too), beside the
+    # built-in lab fields, their synonyms, person identifiers and credentials (otel_hcv.privacy).
     sensitive_keys: tuple[str, ...] = ()
+    # Attribute and log-extra keys whose numbers and objects may leave as they are.
+    safe_keys: tuple[str, ...] = ()
+    # Loggers whose message arguments (numbers, objects) may be written as they are.
+    safe_loggers: tuple[str, ...] = ()
     # Dotted path of a zero-argument callable asked by the AI-model health check.
     health_model_probe: str = ""
     # Request-id header and the characters/length accepted from clients.
@@ -74,10 +68,6 @@ class Settings:
     sentry_environment: str = ""  # defaults to ENVIRONMENT
     sentry_release: str = ""  # defaults to SERVICE_VERSION
     sentry_send_spans: bool = False  # also export spans to Sentry's OTLP endpoint
-
-    @functools.cached_property
-    def all_sensitive_keys(self) -> frozenset[str]:
-        return frozenset(k.lower() for k in (*DEFAULT_SENSITIVE_KEYS, *self.sensitive_keys))
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -209,12 +199,50 @@ def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
     return Settings(**merged)
 
 
-def _validate_sentry_dsn(values: Mapping[str, Any], origin: Mapping[str, str], environ: Mapping[str, str]) -> None:
-    # otel_hcv.sentry falls back to sentry-sdk's own SENTRY_DSN; a malformed DSN from either
-    # source fails here, at start-up, like any other wrong setting (sentry-sdk is not imported).
-    from otel_hcv import sentry
+SENTRY_DSN_SETTING = "OTEL_HCV['SENTRY_DSN'] (or HCV_SENTRY_DSN)"
+SENTRY_DSN_ENV = "SENTRY_DSN"
 
+
+def _validate_sentry_dsn(values: Mapping[str, Any], origin: Mapping[str, str], environ: Mapping[str, str]) -> None:
+    # The Sentry bridge falls back to sentry-sdk's own SENTRY_DSN; a malformed DSN from either
+    # source fails here, at start-up, like any other wrong setting (sentry-sdk is not imported).
     if values["sentry_dsn"].strip():
-        sentry.validate_dsn(values["sentry_dsn"].strip(), origin["sentry_dsn"])
-    elif environ.get(sentry.ENV_DSN, "").strip():
-        sentry.validate_dsn(environ[sentry.ENV_DSN].strip(), sentry.ENV_DSN)
+        validate_dsn(values["sentry_dsn"].strip(), origin["sentry_dsn"])
+    elif environ.get(SENTRY_DSN_ENV, "").strip():
+        validate_dsn(environ[SENTRY_DSN_ENV].strip(), SENTRY_DSN_ENV)
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """Why sentry-sdk would reject ``dsn`` (the rules of ``sentry_sdk.utils.Dsn``), or None.
+
+    Checked without importing sentry-sdk, so that settings validation stays cheap.
+    """
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a URL: {exc}"
+    if parts.scheme not in ("http", "https"):
+        return "the scheme must be http or https"
+    if not parts.hostname:
+        return "the host is missing"
+    if not parts.username:
+        return "the public key (the part before '@') is missing"
+    if port == 0:
+        return "the port must not be 0"
+    project = parts.path.rsplit("/", 1)[-1]
+    if not project.isdigit():
+        return "the path must end with the numeric project id"
+    return None
+
+
+def validate_dsn(dsn: str, origin: str) -> None:
+    """Raise :class:`ConfigurationError` naming ``origin`` when ``dsn`` is malformed.
+
+    The DSN itself is not repeated: it holds the project's key.
+    """
+    problem = dsn_problem(dsn)
+    if problem is not None:
+        raise ConfigurationError(
+            f"{origin} is not a valid Sentry DSN ({problem}); expected http(s)://<public key>@<host>/<project id>"
+        )

@@ -60,6 +60,10 @@ class OtelHcvDistro(BaseDistro):
             # instrumentation would only add a record factory call to every log record (and,
             # with OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION=true, a second, unredacted OTLP handler).
             return
+        if entry_point.name == "logging":
+            # Upstream's instrumentation would add its own OTLP handler, which exports records
+            # unredacted; ours (otel_hcv.logging.OtlpLoggingHandler) exports them instead.
+            kwargs["enable_log_auto_instrumentation"] = False
         super().load_instrumentor(entry_point, **kwargs)
 
 

@@ -1,158 +1,119 @@
-"""Span redaction on the way out, and the count of telemetry that never got out.
-
-Redaction applies the privacy rules on the export thread.
+"""Exporter wrappers: spans leave through the privacy rules, and lost telemetry is counted.
 
 Redacting in the exporter (not in a span processor's ``on_end``) keeps the work off the
 request path and catches every attribute, whoever set it: our code, an instrumentation, or
-the SDK recording an exception.
+the SDK recording an exception. The rules themselves live in :mod:`otel_hcv.privacy`.
 """
 
 from __future__ import annotations
 
-import collections
-import re
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import Status
+from opentelemetry.trace import Link, SpanContext, Status, TraceState
 
-from otel_hcv import privacy, sdk
+from otel_hcv import accounting, privacy
 from otel_hcv.conf import Settings
 
-# Attributes holding a URL or its query; query strings may carry anything a client sent.
-_URL_KEYS = frozenset({"url.full", "http.url", "http.target"})
-_QUERY_KEYS = frozenset({"url.query"})
-# An exception's header line in a formatted traceback: "module.Type: message".
-_EXCEPTION_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(: .*)?$")
-_TRACEBACK_HEADERS = ("Traceback (most recent call last):", "During handling", "The above exception")
+SettingsSource = Callable[[], Settings]
 
 
-def redact_url(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return privacy.REDACTED
-    if not parts.query:
-        return value
-    return urlunsplit(parts._replace(query=privacy.REDACTED))
-
-
-def redact_stacktrace(stacktrace: str) -> str:
-    """Keep frames (file, line, code) and exception types; drop exception messages, which
-    can hold whatever data the failing code had in hand."""
-    lines = []
-    for line in stacktrace.splitlines():
-        if not line or line[:1].isspace() or line.startswith(_TRACEBACK_HEADERS):
-            lines.append(line)  # frames, source lines and the traceback's own headers
-            continue
-        match = _EXCEPTION_LINE.match(line)
-        if match is None:
-            lines.append(privacy.REDACTED)  # a further line of a multi-line message
-        elif match.group(2):
-            lines.append(f"{match.group('type')}: {privacy.REDACTED}")
-        else:
-            lines.append(line)  # an exception without a message
-    return "\n".join(lines)
-
-
-def _redact_value(key: str, value: Any, settings: Settings) -> Any:
-    if privacy.is_sensitive_key(key, settings):
-        return privacy.REDACTED
-    if key in _QUERY_KEYS:
-        return privacy.REDACTED if value else value
-    if key in _URL_KEYS and isinstance(value, str):
-        return redact_url(value)
-    if key == "exception.message":
-        return privacy.REDACTED
-    if key == "exception.stacktrace" and isinstance(value, str):
-        return redact_stacktrace(value)
-    if isinstance(value, str):
-        return privacy.redact_text(value)
-    if isinstance(value, tuple | list):
-        return tuple(privacy.redact_text(v) if isinstance(v, str) else v for v in value)
-    return value
-
-
-def redact_attributes(attributes: Mapping[str, Any] | None, settings: Settings) -> dict[str, Any]:
-    return {key: _redact_value(key, value, settings) for key, value in (attributes or {}).items()}
-
-
-def _needs_redaction(attributes: Mapping[str, Any] | None, settings: Settings) -> bool:
-    return any(_redact_value(key, value, settings) != value for key, value in (attributes or {}).items())
-
-
-def _redact_status(status: Status) -> Status:
-    # The SDK writes "Type: message" into the description of a span that raised.
+def _screen_status(status: Status, settings: Settings) -> Status:
+    # The SDK writes "Type: message" into the description of a span that raised: the type stays.
     if not status.description:
         return status
-    return Status(status.status_code, status.description.split(":", 1)[0])
+    head = status.description.split(":", 1)[0].strip()
+    if privacy.TYPE_NAME.fullmatch(head):
+        return Status(status.status_code, head)
+    return Status(status.status_code, privacy.screen_name(status.description, settings))
+
+
+def _screen_context(context: SpanContext | None, settings: Settings) -> SpanContext | None:
+    if context is None or not context.trace_state:
+        return context
+    entries = list(context.trace_state.items())
+    kept = privacy.screen_trace_state(entries, settings)
+    if len(kept) == len(entries):
+        return context
+    return SpanContext(
+        context.trace_id, context.span_id, context.is_remote, context.trace_flags, TraceState(kept)
+    )
+
+
+def _screen_event(event: Event, settings: Settings) -> Event:
+    attributes = privacy.screen_attributes(event.attributes, settings)
+    name = privacy.screen_name(event.name, settings)
+    if attributes is None and name == event.name:
+        return event
+    return Event(name, event.attributes if attributes is None else attributes, event.timestamp)
+
+
+def _screen_link(link: Link, settings: Settings) -> Link:
+    attributes = privacy.screen_attributes(link.attributes, settings)
+    context = _screen_context(link.context, settings)
+    if attributes is None and context is link.context:
+        return link
+    return Link(context, link.attributes if attributes is None else attributes)
 
 
 def redact_span(span: ReadableSpan, settings: Settings) -> ReadableSpan:
-    """``span`` itself when nothing in it needs redacting (the common case: no copy)."""
-    if not (
-        span.status.description
-        or _needs_redaction(span.attributes, settings)
-        or any(_needs_redaction(event.attributes, settings) for event in span.events)
+    """``span`` as it may leave the process; ``span`` itself when nothing in it changes (the
+    common case: no copy). Fails closed: a span that cannot be screened is not exported."""
+    attributes = privacy.screen_attributes(span.attributes, settings)
+    name = privacy.screen_name(span.name, settings)
+    events = [_screen_event(event, settings) for event in span.events]
+    links = [_screen_link(link, settings) for link in span.links]
+    status = _screen_status(span.status, settings)
+    context = _screen_context(span.context, settings)
+    parent = _screen_context(span.parent, settings)
+    if (
+        attributes is None
+        and name == span.name
+        and status is span.status
+        and context is span.context
+        and parent is span.parent
+        and all(new is old for new, old in zip(events, span.events, strict=True))
+        and all(new is old for new, old in zip(links, span.links, strict=True))
     ):
         return span
-    events = [
-        Event(event.name, redact_attributes(event.attributes, settings), event.timestamp) for event in span.events
-    ]
     return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
+        name=name,
+        context=context,
+        parent=parent,
         resource=span.resource,
-        attributes=redact_attributes(span.attributes, settings),
+        attributes=span.attributes if attributes is None else attributes,
         events=events,
-        links=span.links,
+        links=links,
         kind=span.kind,
-        status=_redact_status(span.status),
+        status=status,
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
 
 
-# Every combination starts at zero, so the series exist (and rate() works) before any loss.
-_dropped: collections.Counter[tuple[str, str]] = collections.Counter(
-    {(signal, error): 0 for signal in ("traces", "logs") for error in ("queue_full", "export_failed")}
-)
-_dropped_lock = threading.Lock()
-
-
-def count_dropped(signal: str, error_type: str, items: int = 1) -> None:
-    """Telemetry lost for good: ``signal`` is traces or logs, ``error_type`` queue_full
-    (the batch queue overflowed) or export_failed (the exporter gave up after retries)."""
-    with _dropped_lock:
-        _dropped[signal, error_type] += items
-
-
-def dropped_observations(options: CallbackOptions) -> list[Observation]:
-    with _dropped_lock:
-        counts = list(_dropped.items())
-    return [Observation(n, {"otel.signal": signal, "error.type": error}) for (signal, error), n in counts]
-
-
 class RedactingSpanExporter(SpanExporter):
-    """Wraps the real exporter; every span it sends has passed :func:`redact_span`, and
-    spans it could not send are counted."""
+    """Wraps the real exporter; every span it sends has passed :func:`redact_span` with the
+    settings its source gives, and spans it could not send are counted."""
 
-    def __init__(self, exporter: SpanExporter) -> None:
+    def __init__(self, exporter: SpanExporter, settings: SettingsSource) -> None:
         self._exporter = exporter
+        self._settings = settings
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        settings = sdk.current_settings()
-        result = self._exporter.export([redact_span(span, settings) for span in spans])
+        settings = self._settings()
+        screened = []
+        for span in spans:
+            try:
+                screened.append(redact_span(span, settings))
+            except Exception:  # fail closed: a span the rules cannot handle does not leave
+                accounting.count_dropped("traces", "redaction_failed")
+        result = self._exporter.export(screened)
         if result is not SpanExportResult.SUCCESS:
-            count_dropped("traces", "export_failed", len(spans))
+            accounting.count_dropped("traces", "export_failed", len(spans))
         return result
 
     def shutdown(self) -> None:
@@ -171,7 +132,7 @@ class CountingLogExporter(LogRecordExporter):
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         result = self._exporter.export(batch)
         if result is not LogRecordExportResult.SUCCESS:
-            count_dropped("logs", "export_failed", len(batch))
+            accounting.count_dropped("logs", "export_failed", len(batch))
         return result
 
     def shutdown(self) -> None:

@@ -9,15 +9,14 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import json
 import logging
-import re
+import sys
 import threading
 import time
-import traceback
 import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,14 +27,12 @@ from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.trace import SpanContext
 
-from otel_hcv import context, privacy, sdk
-from otel_hcv.export import count_dropped, redact_stacktrace
+from otel_hcv import accounting, context, privacy, sdk
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _DROPPED_EXTRAS = frozenset({"request"})
 _SDK_LOGGER = "opentelemetry"
-_QUERY_STRING = re.compile(r"\?[^\s\"]*")
 # Loggers of servers' access-log lines, written after the request's span has ended.
 ACCESS_LOGGERS = frozenset({"django.server", "gunicorn.access"})
 _OWN_FIELDS = frozenset({"timestamp", "level", "logger", "message", "trace_id", "span_id", "trace_flags", "exception"})
@@ -92,6 +89,13 @@ class StructuredFormatter(logging.Formatter):
     cannot forge a second record."""
 
     def format(self, record: logging.LogRecord) -> str:
+        try:
+            return self._format(record)
+        except Exception:  # fail closed: a line without the record's content, never its raw arguments
+            accounting.count_dropped("logs", "redaction_failed")
+            return json.dumps({"level": record.levelname, "logger": record.name, "message": privacy.REDACTED})
+
+    def _format(self, record: logging.LogRecord) -> str:
         fields = safe_fields(record)
         entry: dict[str, Any] = {
             "timestamp": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
@@ -122,24 +126,17 @@ class StructuredFormatter(logging.Formatter):
 def safe_extras(record: logging.LogRecord, settings: Any) -> dict[str, Any]:
     """The ``extra=`` fields of a record as they may leave the process.
 
-    User ids are pseudonymised, IP addresses dropped or truncated, deny-listed keys and
-    sensitive-looking strings redacted, other values made JSON-safe. Django's ``request``
-    extra (a request or socket object whose text holds the query string) is left out:
-    the request id identifies the request instead.
+    User ids are pseudonymised, IP addresses dropped or truncated, every other value passes
+    :func:`otel_hcv.privacy.safe_structure` (sensitive keys redacted by name token, numbers and
+    objects only under keys known or declared safe, strings screened). Django's ``request``
+    extra (a request or socket object whose text holds the query string) is left out: the
+    request id identifies the request instead.
     """
     extras: dict[str, Any] = {}
     for key, value in vars(record).items():
         if key in _RECORD_ATTRIBUTES or key in _DROPPED_EXTRAS:
             continue
-        if key == "user_id":
-            user = privacy.user_attributes(value, settings)  # pseudonymised unless configured
-            extras[key] = next(iter(user.values()), None)
-        elif key == "ip_address":
-            extras[key] = privacy.client_ip(value, settings)
-        elif privacy.is_sensitive_key(key, settings):
-            extras[key] = privacy.REDACTED
-        else:
-            extras[key] = privacy.redact(_json_safe(value), settings)
+        extras[key] = privacy.safe_log_extra(key, value, settings)
     finished = context.finished_request() if record.name in ACCESS_LOGGERS else None
     request_id = extras.get("request_id") or context.request_id.get() or (finished and finished.request_id)
     if request_id:
@@ -218,7 +215,7 @@ class DropReport(logging.Filter):
         if not str(record.msg).startswith("Queue full"):
             return True
         kind = str(record.args[0]) if record.args else "item"
-        count_dropped("traces" if kind == "Span" else "logs", "queue_full")
+        accounting.count_dropped("traces" if kind == "Span" else "logs", "queue_full")
         now = time.monotonic()
         with self.lock:
             self.unreported[kind] += 1
@@ -244,35 +241,36 @@ def install_drop_report(interval_seconds: float = 60.0) -> None:
 def exception_fields(record: logging.LogRecord) -> dict[str, str]:
     """The record's exception as it may leave the process: its type and stack frames.
 
-    The message is dropped, in logs as on spans: code that fails often puts the data it
-    had in hand into the exception text, and no pattern can tell a lab value from a number.
+    The message is dropped, in logs as on spans and in Sentry: code that fails often puts the
+    data it had in hand into the exception text, and no pattern can tell a lab value from a
+    number. The stack is built from the exception's structure, not from its formatted text, so
+    no message, note or group member's message can ride along.
     """
     if not record.exc_info or record.exc_info[0] is None:
         return {}
-    exc_type, exc, tb = record.exc_info
+    exc_type, exc, _ = record.exc_info
     return {
-        "exception.type": exc_type.__qualname__,
+        "exception.type": privacy.exception_type_name(exc_type),
         "exception.message": privacy.REDACTED,
-        "exception.stacktrace": privacy.redact_text(
-            redact_stacktrace("".join(traceback.format_exception(exc_type, exc, tb)))
-        ),
+        "exception.stacktrace": privacy.stacktrace_of(exc) if exc is not None else exc_type.__qualname__,
     }
 
 
 def safe_message(record: logging.LogRecord, settings: Any) -> str:
-    """The record's message with its arguments redacted before formatting (a logged
-    ``request.data`` dict loses its lab values) and sensitive-looking text removed after."""
-    args = record.args
-    if args:
-        args = privacy.redact(args if isinstance(args, Mapping) else tuple(args), settings)
-    try:
-        message = str(record.msg) % args if args else str(record.msg)
-    except Exception:  # wrong %-arguments must not lose the record
-        message = str(record.msg)
-    if record.name in ACCESS_LOGGERS:
-        # '"POST /api/diagnose/?alb=41.2 HTTP/1.1" 500 145': query strings carry anything.
-        message = _QUERY_STRING.sub(f"?{privacy.REDACTED}", message)
-    return privacy.redact_text(message)
+    """The record's message as it may leave the process (see
+    :func:`otel_hcv.privacy.format_log_message`)."""
+    return privacy.format_log_message(record.msg, record.args, record.name, settings)
+
+
+class JsonStreamHandler(logging.StreamHandler):
+    """A stream handler whose failures never print the record: ``logging.Handler.handleError``
+    would write the raw message and arguments to stderr, bypassing every privacy rule."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        accounting.count_dropped("logs", "export_failed")
+        if logging.raiseExceptions and sys.stderr:
+            with contextlib.suppress(Exception):
+                sys.stderr.write(f"otel-hcv: a log record of {record.name!r} could not be written\n")
 
 
 def logging_config(level: str = "INFO", *, loggers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -287,7 +285,7 @@ def logging_config(level: str = "INFO", *, loggers: dict[str, Any] | None = None
         "formatters": {"json": {"()": StructuredFormatter}},
         "handlers": {
             "console": {
-                "class": "logging.StreamHandler",
+                "class": "otel_hcv.logging.JsonStreamHandler",
                 "stream": "ext://sys.stdout",
                 "formatter": "json",
             }

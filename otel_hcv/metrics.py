@@ -7,6 +7,7 @@ request ids and lab values can never become a label.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import time
@@ -16,6 +17,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import Exemplar, ExemplarReservoir
+
+# The SDK's per-aggregation reservoir choice has no public name; the view wraps what it returns.
+from opentelemetry.sdk.metrics._internal.view import _default_reservoir_factory
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -54,18 +59,77 @@ ALLOWED_METRIC_ATTRIBUTES = METRIC_ATTRIBUTE_KEYS | {
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 
+MAX_ENDPOINTS = 200
+
+
+class _EndpointLabels:
+    """Endpoint values as metric labels: names or route templates, screened, bounded in
+    length, and at most :data:`MAX_ENDPOINTS` distinct ones per process (then the overflow
+    value), so neither a raw path nor a flood of names becomes a time series."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, value: object) -> str:
+        key = str(value)
+        label = self._seen.get(key)
+        if label is None:
+            label = privacy.endpoint_label(key, sdk.current_settings())
+            if len(self._seen) < MAX_ENDPOINTS:
+                self._seen[key] = label
+            elif label not in self._seen.values():
+                label = privacy.OVERFLOW_VALUE
+        return label
+
+
+endpoint_label = _EndpointLabels()
+
+
 def metric_attributes(**candidates: Any) -> dict[str, Any]:
     """Keep only allow-listed keys with plain values (the cardinality guard)."""
     attributes = {}
     for name, value in candidates.items():
         if value is None or name not in METRIC_ATTRIBUTE_KEYS:
             continue
-        attributes[name] = value if isinstance(value, bool | int | float) else str(value)[:64]
+        if name == ENDPOINT:
+            attributes[name] = endpoint_label(value)
+        else:
+            attributes[name] = value if isinstance(value, bool | int | float) else str(value)[:64]
     return attributes
 
 
+class _ExemplarsWithoutFilteredAttributes(ExemplarReservoir):
+    """An exemplar keeps the attributes a view filtered out of its metric point; under the
+    allow-list view those are exactly the ones that must not leave (user ids, e-mail addresses,
+    lab keys). Exemplars keep their value, time and trace link only."""
+
+    def __init__(self, reservoir: ExemplarReservoir) -> None:
+        self._reservoir = reservoir
+
+    def offer(self, value: int | float, time_unix_nano: int, attributes: Any, context: Any) -> None:
+        self._reservoir.offer(value, time_unix_nano, attributes, context)
+
+    def collect(self, point_attributes: Any) -> list[Exemplar]:
+        return [
+            dataclasses.replace(exemplar, filtered_attributes=None)
+            for exemplar in self._reservoir.collect(point_attributes)
+        ]
+
+
+def _screened_reservoir_factory(aggregation_type: type) -> Callable[..., ExemplarReservoir]:
+    # The SDK's own choice of reservoir per aggregation, wrapped.
+    builder = _default_reservoir_factory(aggregation_type)
+    return lambda **kwargs: _ExemplarsWithoutFilteredAttributes(builder(**kwargs))
+
+
 def allow_list_views() -> list[View]:
-    return [View(instrument_name="*", attribute_keys=set(ALLOWED_METRIC_ATTRIBUTES))]
+    return [
+        View(
+            instrument_name="*",
+            attribute_keys=set(ALLOWED_METRIC_ATTRIBUTES),
+            exemplar_reservoir_factory=_screened_reservoir_factory,
+        )
+    ]
 
 
 class _Instruments:
@@ -258,15 +322,15 @@ class _ApiCall:
     """
 
     def __init__(self, endpoint: str, request: Any) -> None:
-        self.endpoint = endpoint
+        self.endpoint = endpoint_label(endpoint)
         self.method = getattr(request, "method", None) or "_OTHER"
         self.start = time.perf_counter()
         user = privacy.user_attributes(privacy.user_id_of(request), sdk.current_settings())
         self.user_token = context.user_attributes.set(user)
-        self.endpoint_token = context.endpoint.set(endpoint)
+        self.endpoint_token = context.endpoint.set(self.endpoint)
         self.span = trace.get_current_span()
         if self.span.is_recording():
-            self.span.set_attributes({ENDPOINT: endpoint, **user})
+            self.span.set_attributes({ENDPOINT: self.endpoint, **user})
 
     def finish(self, status_code: int, exc: BaseException | None = None) -> None:
         try:

@@ -39,7 +39,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from otel_hcv import conf
+from otel_hcv import conf, privacy
 
 logger = logging.getLogger(__name__)
 
@@ -221,6 +221,7 @@ def configure(**overrides: Any) -> Telemetry | None:
         if is_autoreload_watcher():
             return None
         settings = conf.load(overrides)
+        privacy.check_pseudonym_key(settings)
         apply_otel_env_defaults()
         if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return None
@@ -286,7 +287,7 @@ def _build_providers(settings: conf.Settings, resource: Resource) -> Providers:
         shutdown_on_exit=False,
     )
     for exporter in span_exporters.values():
-        tracer_provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter())))
+        tracer_provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter(), current_settings)))
     readers = [
         exporter_or_reader() if issubclass(exporter_or_reader, MetricReader)
         else PeriodicExportingMetricReader(exporter_or_reader())
@@ -371,13 +372,14 @@ def _register_dropped_counter() -> None:
     global _dropped_counter_registered
     if _dropped_counter_registered:
         return
-    from otel_hcv.export import dropped_observations
+    from otel_hcv.accounting import dropped_observations
 
     metrics.get_meter("otel_hcv").create_observable_counter(
         "hcv.telemetry.dropped",
         callbacks=[dropped_observations],
         unit="{item}",
-        description="Spans and log records lost: the batch queue was full, or the export failed after retries.",
+        description="Telemetry lost: the batch queue was full, the export failed after retries, or a privacy "
+        "rule could not screen a value (which is then dropped, never exported raw).",
     )
     _dropped_counter_registered = True
 
@@ -407,6 +409,24 @@ def attach_logging_handler(telemetry: Telemetry | None = None) -> None:
         _overwrite_logging_config_fns(telemetry.logging_handler)
     if telemetry.logging_handler not in root.handlers:
         root.addHandler(telemetry.logging_handler)
+    _remove_unredacted_otlp_handlers(root, telemetry.logging_handler)
+
+
+def _remove_unredacted_otlp_handlers(root: logging.Logger, ours: logging.Handler) -> None:
+    """Take upstream's OTLP logging handlers off the root logger: whatever added them (the SDK's
+    ``OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED``, the logging instrumentation), they
+    export records as they are, beside ours, which exports what the privacy rules allow."""
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler as InstrumentationHandler
+    from opentelemetry.sdk._logs import LoggingHandler as SdkHandler
+
+    for handler in list(root.handlers):
+        if handler is not ours and isinstance(handler, InstrumentationHandler | SdkHandler):
+            root.removeHandler(handler)
+            logger.warning(
+                "otel-hcv: removed a second OpenTelemetry logging handler (%s) from the root logger: it "
+                "would export log records unredacted; otel-hcv's handler exports them",
+                type(handler).__module__,
+            )
 
 
 def instrument_django(settings: conf.Settings) -> None:

@@ -29,14 +29,13 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from otel_hcv import conf, privacy
+from otel_hcv import conf, sentry_events
 
 logger = logging.getLogger(__name__)
 
-SETTING_DSN = "OTEL_HCV['SENTRY_DSN'] (or HCV_SENTRY_DSN)"
-ENV_DSN = "SENTRY_DSN"
+SETTING_DSN = conf.SENTRY_DSN_SETTING
+ENV_DSN = conf.SENTRY_DSN_ENV
 ENV_ENVIRONMENT = "SENTRY_ENVIRONMENT"
 ENV_RELEASE = "SENTRY_RELEASE"
 
@@ -81,49 +80,13 @@ def resolve(settings: conf.Settings, environ: Mapping[str, str] | None = None) -
     )
 
 
-def dsn_problem(dsn: str) -> str | None:
-    """Why sentry-sdk would reject ``dsn`` (the rules of ``sentry_sdk.utils.Dsn``), or None.
-
-    Checked without importing sentry-sdk, so that settings validation stays cheap.
-    """
-    try:
-        parts = urlsplit(dsn)
-        port = parts.port
-    except ValueError as exc:
-        return f"not a URL: {exc}"
-    if parts.scheme not in ("http", "https"):
-        return "the scheme must be http or https"
-    if not parts.hostname:
-        return "the host is missing"
-    if not parts.username:
-        return "the public key (the part before '@') is missing"
-    if port == 0:
-        return "the port must not be 0"
-    project = parts.path.rsplit("/", 1)[-1]
-    if not project.isdigit():
-        return "the path must end with the numeric project id"
-    return None
-
-
-def validate_dsn(dsn: str, origin: str) -> None:
-    """Raise :class:`conf.ConfigurationError` naming ``origin`` when ``dsn`` is malformed.
-
-    The DSN itself is not repeated: it holds the project's key.
-    """
-    problem = dsn_problem(dsn)
-    if problem is not None:
-        raise conf.ConfigurationError(
-            f"{origin} is not a valid Sentry DSN ({problem}); expected http(s)://<public key>@<host>/<project id>"
-        )
-
-
 def setup(settings: conf.Settings) -> None:
     """Initialise sentry-sdk when a DSN is configured; once per process, never twice."""
     global _initialised
     options = resolve(settings)
     if options is None:
         return
-    validate_dsn(options.dsn, options.dsn_origin)
+    conf.validate_dsn(options.dsn, options.dsn_origin)
     with _lock:
         if _initialised:
             return
@@ -174,6 +137,7 @@ def _init_sentry_sdk(options: SentryOptions, settings: conf.Settings) -> None:
         traces_sampler=None,
         before_send=make_before_send(settings),
         before_breadcrumb=make_before_breadcrumb(settings),
+        transport=screening_transport_class(),
         # Frame locals of a failed diagnosis are the lab values; bodies are the lab values.
         include_local_variables=False,
         max_request_body_size="never",
@@ -181,7 +145,7 @@ def _init_sentry_sdk(options: SentryOptions, settings: conf.Settings) -> None:
     )
     install_propagator(SentryOTLPPropagator())
     if options.send_spans:
-        add_sentry_span_exporter(options.dsn)
+        add_sentry_span_exporter(options.dsn, settings)
     logger.info(
         "otel-hcv: Sentry error reporting on (environment %s, release %s, spans to Sentry: %s)",
         options.environment,
@@ -233,7 +197,7 @@ def install_propagator(sentry_propagator: Any) -> None:
     propagate.set_global_textmap(CompositePropagator([sentry_propagator, configured]))
 
 
-def add_sentry_span_exporter(dsn: str) -> None:
+def add_sentry_span_exporter(dsn: str, settings: conf.Settings) -> None:
     """Export spans to the project's OTLP endpoint as well, as
     ``OTLPIntegration(setup_otlp_traces_exporter=True)`` would (same URL and auth header,
     built with sentry-sdk's helpers), but through this package's span redaction, which the
@@ -258,19 +222,20 @@ def add_sentry_span_exporter(dsn: str) -> None:
     exporter = OTLPSpanExporter(
         endpoint=auth.get_api_url(EndpointType.OTLP_TRACES), headers={"X-Sentry-Auth": auth.to_header()}
     )
-    provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter)))
+    provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter, lambda: settings)))
 
 
 def make_before_send(settings: conf.Settings) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None]:
-    """sentry-sdk's ``before_send``: the privacy rules of :func:`otel_hcv.privacy.scrub_event`.
+    """sentry-sdk's ``before_send``: :func:`otel_hcv.sentry_events.scrub_event`, with the log
+    record the event came from when there is one (its arguments are screened, not its copy).
 
-    An exception in it makes sentry-sdk drop the event, which is the safe way to fail.
+    Returns None (sentry-sdk drops the event) when the event cannot be screened.
     """
 
     def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
         if is_asgi_lifespan_rejection(hint):
             return None
-        return privacy.scrub_event(event, settings)
+        return sentry_events.scrub_event(event, settings, hint)
 
     return before_send
 
@@ -282,7 +247,7 @@ def is_asgi_lifespan_rejection(hint: Mapping[str, Any]) -> bool:
     """Django's ASGI handler refuses the ``lifespan`` protocol that uvicorn tries at start-up
     (https://code.djangoproject.com/ticket/31508); uvicorn carries on without it, but
     sentry-sdk's ASGI middleware would report one error per worker start."""
-    exc_info = hint.get("exc_info")
+    exc_info = hint.get("exc_info") if isinstance(hint, Mapping) else None
     error = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) == 3 else None
     return isinstance(error, ValueError) and str(error).startswith(_LIFESPAN_REJECTION)
 
@@ -294,6 +259,21 @@ def make_before_breadcrumb(
     other path (a future event type, a debugging dump of the scope) sees them raw."""
 
     def before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-        return privacy.scrub_breadcrumb(crumb, settings)
+        return sentry_events.scrub_breadcrumb(crumb, settings, hint)
 
     return before_breadcrumb
+
+
+def screening_transport_class() -> type:
+    """sentry-sdk's HTTP transport, with every envelope's ``trace`` header (the dynamic sampling
+    context, which ``before_send`` never sees) cut down to its sampling keys before sending."""
+    from sentry_sdk.transport import HttpTransport
+
+    class ScreeningHttpTransport(HttpTransport):
+        def capture_envelope(self, envelope: Any) -> None:
+            headers = getattr(envelope, "headers", None)
+            if isinstance(headers, dict) and isinstance(headers.get("trace"), Mapping):
+                headers["trace"] = sentry_events.sampling_context(headers["trace"])
+            super().capture_envelope(envelope)
+
+    return ScreeningHttpTransport

@@ -86,7 +86,7 @@ def install() -> Capture:
     span_exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider(resource=resource)
     # Tests see spans as they would leave the process: redacted.
-    tracer_provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(span_exporter)))
+    tracer_provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(span_exporter, sdk.current_settings)))
     delta = AggregationTemporality.DELTA
     metric_reader = InMemoryMetricReader(preferred_temporality={Counter: delta, UpDownCounter: delta, Histogram: delta})
     meter_provider = MeterProvider(

@@ -28,7 +28,7 @@ def run_python(code: str, otel_hcv: dict) -> dict:
     program = f"""
 import django, json, logging, sys
 from django.conf import settings
-settings.configure(SECRET_KEY="k", INSTALLED_APPS=["otel_hcv"], OTEL_HCV={otel_hcv!r})
+settings.configure(SECRET_KEY="k", INSTALLED_APPS=["otel_hcv"], OTEL_HCV={{"PSEUDONYM_KEY": "pk", **{otel_hcv!r}}})
 django.setup()
 import otel_hcv
 otel_hcv.configure()

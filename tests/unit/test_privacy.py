@@ -9,7 +9,7 @@ from otel_hcv.privacy import (
     REDACTED,
     client_ip,
     pseudonymize_user_id,
-    redact,
+    safe_structure,
     user_attributes,
 )
 
@@ -38,7 +38,7 @@ def test_user_attributes_follow_the_setting():
     assert user_attributes(None, KEYED) == {}
 
 
-def test_redact_nested_keys_values_and_non_strings():
+def test_walker_nested_keys_values_and_non_strings():
     data = {
         "ALB": 41.2,
         "patient": {"email": "x@y.org", "notes": ["call jane.doe@example.org", 3, None]},
@@ -46,19 +46,25 @@ def test_redact_nested_keys_values_and_non_strings():
         "http.request.header.cookie": "sessionid=1",
         "text": "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig",
         "count": 3,
+        "status_code": 404,
+        "notes": ["call jane.doe@example.org", 3, None],
     }
-    assert redact(data, KEYED) == {
+    assert safe_structure(data, KEYED) == {
         "ALB": REDACTED,
-        "patient": {"email": REDACTED, "notes": [f"call {REDACTED}", 3, None]},
+        "patient": REDACTED,  # a person's record, whatever it holds
         "headers": {"Authorization": REDACTED},
         "http.request.header.cookie": REDACTED,
         "text": f"token {REDACTED}",
-        "count": 3,
+        "count": REDACTED,  # a number under a key nobody declared safe
+        "status_code": 404,  # a key known to be safe
+        "notes": [f"call {REDACTED}", REDACTED, None],
     }
+    assert safe_structure({"count": 3}, Settings(pseudonym_key="k", safe_keys=("count",))) == {"count": 3}
 
 
 def test_user_added_keys_are_redacted():
-    assert redact({"mrn": "123"}, Settings(sensitive_keys=("mrn",))) == {"mrn": REDACTED}
+    assert safe_structure({"mrn": "123"}, Settings(sensitive_keys=("mrn",))) == {"mrn": REDACTED}
+    assert safe_structure({"hcv.mrn_value": "123"}, Settings(sensitive_keys=("mrn",))) == {"hcv.mrn_value": REDACTED}
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def run_python(code: str, **env: str) -> dict:
 SETUP_DJANGO = """
 import django, json, os
 from django.conf import settings
-settings.configure(SECRET_KEY="k", INSTALLED_APPS=["otel_hcv"], OTEL_HCV={"SERVICE_NAME": "svc"})
+settings.configure(SECRET_KEY="k", INSTALLED_APPS=["otel_hcv"], OTEL_HCV={"SERVICE_NAME": "svc", "PSEUDONYM_KEY": "pk"})
 django.setup()
 """
 
@@ -198,6 +198,7 @@ print(json.dumps({"tracer": type(_DjangoMiddleware._tracer).__name__,
         OTEL_PYTHON_DISTRO="otel_hcv",
         PYTHONPATH=str(example),
         HCV_SQLITE_PATH=str(tmp_path / "db.sqlite3"),
+        HCV_PSEUDONYM_KEY="unit-test-pseudonym-key",
         OTEL_TRACES_EXPORTER="none",
         OTEL_METRICS_EXPORTER="none",
         OTEL_LOGS_EXPORTER="none",
