@@ -631,7 +631,7 @@ def _attribute(key: str, value: Any, rules: Rules) -> Any:
         return handler(value, settings)
     if key.startswith(HEADER_KEY_PREFIXES):
         header = key.split(".header.", 1)[1]
-        if is_sensitive_key(header, settings) or header.lower() in _ADDRESS_HEADERS:
+        if is_sensitive_key(header, settings) or header.lower().replace("_", "-") in _ADDRESS_HEADERS:
             return REDACTED
         return _each(value, lambda v: screen_text(v, settings, strict=False) if isinstance(v, str) else v)
     if key in rules.safe_keys:

@@ -173,8 +173,13 @@ def sampling_context(dsc: Mapping[str, Any]) -> dict[str, Any]:
 
 def _log_entry(entry: Any, settings: conf.Settings, record: logging.LogRecord | None) -> dict[str, Any] | None:
     if record is not None:
-        message = privacy.format_log_message(record.msg, record.args, record.name, settings)
-        return {"message": message, "formatted": message, "params": []}
+        # The template groups events in Sentry; an f-string template carries values, so it is
+        # screened as well. The arguments leave only as interpolated by the rules for logs.
+        return {
+            "message": privacy.format_log_message(record.msg, (), record.name, settings),
+            "formatted": privacy.format_log_message(record.msg, record.args, record.name, settings),
+            "params": [],
+        }
     if not isinstance(entry, Mapping):
         return None
     params = entry.get("params")

@@ -174,6 +174,21 @@ def report_local(receiver: OtlpReceiver, sent: list[tuple[str, str, int]]) -> No
     print(f"\nLog records received: {sum(1 for _ in receiver.log_records())}")
 
 
+def pseudonym_key() -> str:
+    """The demo's pseudonym key: HCV_PSEUDONYM_KEY, else a random one kept (mode 600) in the
+    stack's cache, so that pseudonyms stay the same from one demo run to the next and nobody
+    can recompute them from the example's public development SECRET_KEY."""
+    if os.environ.get("HCV_PSEUDONYM_KEY"):
+        return os.environ["HCV_PSEUDONYM_KEY"]
+    cache = Path(os.environ.get("OTEL_HCV_CACHE") or Path.home() / ".cache" / "otel-hcv")
+    path = cache / "pseudonym.key"
+    if not path.is_file() or not path.read_text().strip():
+        cache.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -203,6 +218,7 @@ def main() -> int:
             "OTEL_BLRP_SCHEDULE_DELAY": "500",
             "OTEL_METRIC_EXPORT_INTERVAL": "2000",
             "HCV_ENVIRONMENT": "demo",
+            "HCV_PSEUDONYM_KEY": pseudonym_key(),
         },
         database=workdir / "demo.sqlite3",
     )

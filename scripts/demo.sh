@@ -24,6 +24,16 @@ bash scripts/bootstrap.sh
 
 case "$mode" in
   docker)
+    # The key of the user-id pseudonyms, generated once and kept beside the stack's cache.
+    key_file="${OTEL_HCV_CACHE:-$HOME/.cache/otel-hcv}/pseudonym.key"
+    if [ -z "${HCV_PSEUDONYM_KEY:-}" ]; then
+      if [ ! -s "$key_file" ]; then
+        mkdir -p "$(dirname "$key_file")"
+        (umask 077 && .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))' > "$key_file")
+      fi
+      HCV_PSEUDONYM_KEY="$(cat "$key_file")"
+      export HCV_PSEUDONYM_KEY
+    fi
     echo "==> docker compose up (collector, Jaeger, Prometheus)"
     docker compose up -d --wait otel-collector jaeger prometheus
     export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318

@@ -16,6 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "example"
 BIN = Path(sys.executable).parent
+TEST_PSEUDONYM_KEY = "integration-test-pseudonym-key"
 
 
 def free_port() -> int:
@@ -31,7 +32,8 @@ def service_env(extra: Mapping[str, str], database: Path | None = None) -> dict[
         for key, value in os.environ.items()
         if not key.startswith(("OTEL_", "HCV_", "DJANGO_", "PYTEST_", "SENTRY_"))
     }
-    env.update({"PYTHONUNBUFFERED": "1", "HCV_ALLOW_FAILURE_INJECTION": "1"})
+    # The example's SECRET_KEY is a public development key: pseudonyms need a key of their own.
+    env.update({"PYTHONUNBUFFERED": "1", "HCV_ALLOW_FAILURE_INJECTION": "1", "HCV_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY})
     if database is not None:
         env["HCV_SQLITE_PATH"] = str(database)
     env.update(extra)

@@ -7,8 +7,8 @@ import traceback
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Status, StatusCode
 
-from otel_hcv.conf import Settings
 from otel_hcv import privacy
+from otel_hcv.conf import Settings
 from otel_hcv.privacy import REDACTED
 
 SETTINGS = Settings(pseudonym_key="k", sensitive_keys=("mrn",))
