@@ -38,7 +38,7 @@ run_pytest() {
   fi
 }
 
-run_pytest "package, integration, stack, end-to-end and collector tier" tests/unit tests/integration tests/stack tests/e2e tests/tier "$@"
+run_pytest "package, privacy, integration, stack, end-to-end and collector tier" tests/unit tests/privacy tests/integration tests/stack tests/e2e tests/tier "$@"
 run_pytest "example service" tests/example -p no:cacheprovider --ds=hcv_service.settings "$@"
 
 if [ "${#failures[@]}" -ne 0 ]; then
