@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from diagnosis import model
+from diagnosis.careless import careless_telemetry
 from diagnosis.categories import CATEGORY_LABELS
 from diagnosis.models import DiagnosisRecord
 from diagnosis.parsers import SizeLimitedFormParser, SizeLimitedJSONParser
@@ -28,10 +29,12 @@ logger = logging.getLogger("diagnosis")
 #   diagnosis            fails inside the diagnosis span (a 500)
 #   diagnosis-with-data  fails with the lab values in the exception message, as careless code would
 #   log-request-data     logs the raw request data, as careless code would, then answers normally
+#   careless-code        puts the lab values everywhere careless code does, then fails (diagnosis.careless)
 FAILURE_INJECTION_HEADER = "X-HCV-Fail"
 FAILURE_INJECTION_TARGET = "diagnosis"
 FAILURE_WITH_DATA_TARGET = "diagnosis-with-data"
 CARELESS_LOG_TARGET = "log-request-data"
+CARELESS_CODE_TARGET = "careless-code"
 
 
 class DiagnoseAPIView(APIView):
@@ -50,6 +53,8 @@ class DiagnoseAPIView(APIView):
         misbehaviour = _injected_misbehaviour(request)
         if misbehaviour == CARELESS_LOG_TARGET:
             logger.warning("Diagnosis request data: %s", request.data)
+        if misbehaviour == CARELESS_CODE_TARGET:
+            careless_telemetry(request, dict(request.data))
         serializer = DiagnosisRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
 
@@ -90,7 +95,8 @@ def _injected_misbehaviour(request: Request) -> str | None:
     if not getattr(settings, "HCV_ALLOW_FAILURE_INJECTION", False):
         return None
     requested = request.headers.get(FAILURE_INJECTION_HEADER, "").strip().lower()
-    return requested if requested in (FAILURE_INJECTION_TARGET, FAILURE_WITH_DATA_TARGET, CARELESS_LOG_TARGET) else None
+    known = (FAILURE_INJECTION_TARGET, FAILURE_WITH_DATA_TARGET, CARELESS_LOG_TARGET, CARELESS_CODE_TARGET)
+    return requested if requested in known else None
 
 
 def _latest_record(user: AbstractBaseUser) -> DiagnosisRecord | None:

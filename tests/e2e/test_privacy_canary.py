@@ -33,6 +33,14 @@ FIRST, LAST = "Zebulonia", "Quixotevska"
 BEARER = "canarybearer8f7e6d5c4b3a2918"
 COOKIE_SESSION, COOKIE_CSRF = "canarysession3b2a19", "canarycsrf7c6d5e"
 QUERY = "canaryquery5e4d3c"
+API_KEY = "canaryapikey4c3b2a1908"
+CLIENT_SUPPLIED = {
+    "tracestate": f"vendor=ok,mail={EMAIL.replace('@', '-at-')},who={USERNAME}",
+    "baggage": f"sentry-user_id={USER_ID},sentry-transaction=/api/x?q={QUERY},sentry-public_key=public",
+    "X-Api-Key": API_KEY,
+    "X-Auth-Token": API_KEY,
+    "X-CSRFToken": COOKIE_CSRF,
+}
 
 
 def create_canary_user(env: dict[str, str]) -> str:
@@ -52,7 +60,17 @@ def run(tmp_path_factory):
     stack = stack_env()
     service_name = f"hcv-canary-{secrets.token_hex(3)}"
     with SentryIngest() as sentry:
-        env = stack_service_env(service_name, HCV_PSEUDONYM_KEY=PSEUDONYM_KEY, SENTRY_DSN=sentry.dsn)
+        env = stack_service_env(
+            service_name,
+            HCV_PSEUDONYM_KEY=PSEUDONYM_KEY,
+            SENTRY_DSN=sentry.dsn,
+            # Standard settings that, left to upstream, export what the privacy rules forbid.
+            OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST=".*",
+            OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE=".*",
+            OTEL_METRICS_EXEMPLAR_FILTER="always_on",
+            OTEL_PYTHON_LOG_CORRELATION="true",
+            OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION="true",
+        )
         manage(["migrate", "--noinput"], env)
         token = create_canary_user(env)
         port = free_port()
@@ -73,6 +91,10 @@ def run(tmp_path_factory):
                 (body, {**secrets_headers, "X-HCV-Fail": "diagnosis-with-data"}),
                 (body, {**secrets_headers, "X-HCV-Fail": "diagnosis"}),
                 (json.dumps({**LABS, "alb": str(LABS["alb"])}), secrets_headers),  # invalid: echoes nothing
+                # Careless application code: values in f-strings, arguments, extras, span attributes,
+                # an event name, the raw path as a metric endpoint, an exception group with notes;
+                # client-supplied trace state and baggage, and credential headers being captured.
+                (body, {**secrets_headers, **CLIENT_SUPPLIED, "X-HCV-Fail": "careless-code"}),
             ]
             statuses = []
             for data, headers in cases:
@@ -80,7 +102,13 @@ def run(tmp_path_factory):
                 headers = {**headers, "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
                 statuses.append(post_json(url, data, headers)[0])
                 trace_ids.append(trace_id)
-            assert statuses == [200, 200, 200, 500, 500, 400]
+            # Values in the path, plainly and percent-encoded (a query hidden as %3F).
+            for path in (f"/api/diagnose/alb={LABS['alb']}/", f"/api/diagnose/%3Fcrea%3D{LABS['crea']}"):
+                trace_id = secrets.token_hex(16)
+                headers = {**secrets_headers, "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+                statuses.append(post_json(service.url + path, body, headers)[0])
+                trace_ids.append(trace_id)
+            assert statuses == [200, 200, 200, 500, 500, 400, 500, 404, 404]
             assert sentry.wait_for(lambda: len(sentry.events()) >= 2, timeout=30)
             time.sleep(2.5)
         finally:
@@ -112,6 +140,7 @@ def canaries(run) -> dict[str, list[str]]:
         "bearer token": [BEARER],
         "cookie": [COOKIE_SESSION, COOKIE_CSRF],
         "query string": [QUERY],
+        "api key": [API_KEY],
     }
     return found
 
