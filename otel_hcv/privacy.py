@@ -711,15 +711,19 @@ def screen_name(name: str, settings: conf.Settings) -> str:
         return REDACTED
 
 
+# Trace-state entries that leave: OpenTelemetry's own (sampling threshold and randomness).
+# A client can put anything in the others; an application adds its vendors' keys to SAFE_KEYS.
+SAFE_TRACE_STATE_KEYS = frozenset({"ot"})
+
+
 def screen_trace_state(entries: Iterable[tuple[str, str]], settings: conf.Settings) -> list[tuple[str, str]]:
-    """Trace-state entries whose key and value pass the free-text rules unchanged; the others are
-    dropped (a vendor's entry is opaque: a changed one would be corrupt)."""
+    """The trace-state entries that may leave: keys known or declared safe whose value passes the
+    free-text rules unchanged (a vendor's entry is opaque: a changed one would be corrupt)."""
+    safe_keys = SAFE_TRACE_STATE_KEYS | rules_for(settings).safe_keys
     kept = []
     for key, value in entries:
-        if is_sensitive_key(key, settings):
-            continue
         text = f"{key}={value}"
-        if screen_text(text, settings) == text and "%40" not in value.upper() and "@" not in value:
+        if key in safe_keys and screen_text(text, settings) == text and "@" not in value:
             kept.append((key, value))
     return kept
 
