@@ -291,8 +291,9 @@ build_jaeger() {
 # --------------------------------------------------------------------------
 # The UI source archive shipped beside the clone (shared/vendor/jaeger-ui/), if any.
 vendored_ui_archive() {
-  local f="$ROOT/../shared/vendor/jaeger-ui/jaeger-ui-v$JAEGER_UI_VERSION.tar.gz"
-  [[ -f $f ]] && echo "$f"
+  local d
+  d="$(cd "$ROOT/.." && pwd)/shared/vendor/jaeger-ui"
+  [[ -f $d/jaeger-ui-v$JAEGER_UI_VERSION.tar.gz ]] && echo "$d/jaeger-ui-v$JAEGER_UI_VERSION.tar.gz"
 }
 
 # The built UI that `start` hands to Jaeger (recorded by `install`); empty if none.
@@ -339,7 +340,7 @@ build_ui_archive() {
   mkdir -p "$src"
   tar -xzf "$archive" -C "$src"
   # git archive puts everything under one top directory.
-  top="$(dirname "$(find "$src" -maxdepth 3 -path '*/packages/jaeger-ui/package.json' | head -n 1)")"
+  top="$(dirname "$(find "$src" -maxdepth 4 -path '*/packages/jaeger-ui/package.json' | head -n 1)")"
   [[ -n $top && -f $top/package.json ]] || die "jaeger-ui: $archive has no packages/jaeger-ui/package.json"
   top="$(dirname "$(dirname "$top")")"
   export npm_config_cache="$CACHE/npm"
@@ -975,6 +976,7 @@ export HCV_REDIS_URL=redis://$HOST:$REDIS_PORT/0
 export JAEGER_QUERY_URL=http://$HOST:$JAEGER_QUERY_PORT
 export PROMETHEUS_URL=http://$HOST:$PROMETHEUS_PORT
 export COLLECTOR_LOG_SINK=$LOG_SINK
+export OTEL_HCV_DATA=$DATA
 EOF
 }
 
