@@ -5,6 +5,7 @@ example service's spans and operations. Each test saves a screenshot in its outp
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 import urllib.request
@@ -39,14 +40,20 @@ def traced(tmp_path_factory):
     try:
         service.wait_ready()
         headers = {"Authorization": f"Token {user['token']}"}
-        for _ in range(5):
-            trace_id = secrets.token_hex(16)
-            traceparent = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
-            status, _ = post_json(f"{service.url}/api/diagnose/", json.dumps(LABS), {**headers, **traceparent})
-            assert status == 200
-            trace_ids.append(trace_id)
-        assert post_json(f"{service.url}/api/diagnose/", json.dumps(LABS), {"X-HCV-Fail": "diagnosis"})[0] == 500
-        time.sleep(1.5)
+        # In three rounds, more than one span-metrics flush (5 s) apart: a series appears with
+        # the count it has at its first flush, so rate() -- and the Monitor tab's latency --
+        # needs requests after that.
+        for round_ in range(3):
+            for _ in range(2):
+                trace_id = secrets.token_hex(16)
+                traceparent = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+                status, _ = post_json(f"{service.url}/api/diagnose/", json.dumps(LABS), {**headers, **traceparent})
+                assert status == 200
+                trace_ids.append(trace_id)
+            if round_ == 0:
+                failure = post_json(f"{service.url}/api/diagnose/", json.dumps(LABS), {"X-HCV-Fail": "diagnosis"})
+                assert failure[0] == 500
+            time.sleep(6)
     finally:
         service.stop()
     jaeger = Jaeger(stack["JAEGER_QUERY_URL"])
@@ -84,8 +91,8 @@ def test_search_page_finds_the_service_traces(traced, tmp_path):
         driver.get(f"{traced['jaeger']}/search?service={traced['service']}&lookback=1h&limit=20")
         text = wait_for_text(driver, [f"{traced['service']}: {SERVER_SPAN}"], ready=lambda t: "Traces" in t)
         screenshot(driver, tmp_path / "search.png")
-    # One result per request: the five diagnoses and the injected failure.
-    assert text.count(f"{traced['service']}: {SERVER_SPAN}") == 6, text[:3000]
+    # One result per request: the six diagnoses and the injected failure.
+    assert text.count(f"{traced['service']}: {SERVER_SPAN}") == 7, text[:3000]
     assert "Error" in text  # the failed diagnosis is marked
 
 
@@ -105,14 +112,24 @@ def test_monitor_tab_lists_the_operations(traced, tmp_path, span_kind, operation
             span_kind,
         )
         driver.find_element(By.LINK_TEXT, "Monitor").click()
-        # Rates need two scrapes of the span metrics: reload until the operation has numbers.
+
+        def operation_row() -> str:
+            rows = driver.find_elements(By.XPATH, f"//tr[td[contains(., '{operation}')]]")
+            return rows[0].text if rows else ""
+
+        # Rates need two scrapes of the span metrics: reload until the operation's row has
+        # a latency in milliseconds (NaN shows as "< 0.1µs") and a request rate.
         text = wait_for_text(
             driver,
             [f"Operations metrics under {service}", operation],
             timeout=150,
             reload_every=15,
-            ready=lambda t: "No data yet" not in t,
+            ready=lambda _: bool(re.search(r"\d ?ms\b", operation_row())),
         )
+        row = operation_row()
         screenshot(driver, tmp_path / f"monitor-{span_kind}.png")
         assert "/monitor" in driver.current_url
     assert "Request rate" in text and "Error rate" in text and "Latency" in text, text[:3000]
+    assert re.search(r"req/s", row) and re.search(r"\d+(\.\d+)? ?%", row), row
+    # One request of seven failed (a rate ratio, so not exactly 1/7).
+    assert re.search(r"\b[1-9]\d*(\.\d+)?%", row), row
