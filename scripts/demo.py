@@ -122,6 +122,8 @@ def report_from_backends(sent: list[tuple[str, str, int]], jaeger: str, promethe
     print("\nTraces in Jaeger:")
     for label, trace_id, _ in sent:
         print(f"  {label:28} {jaeger}/trace/{trace_id}")
+    print(f"  {'search':28} {jaeger}/search")
+    print(f"  {'rates, errors, latency':28} {jaeger}/monitor (the Monitor tab; rates need traffic over ~10 s)")
     label, trace_id, _ = sent[1]
     spans = poll(lambda: jaeger_spans(jaeger, trace_id))
     print(f"\nSpan tree of '{label}' as Jaeger stores it:")

@@ -40,7 +40,7 @@ case "$mode" in
     exec .venv/bin/python scripts/demo.py
     ;;
   native)
-    echo "==> native stack (first run builds the collector and Jaeger: several minutes)"
+    echo "==> native stack (first run builds the collector, Jaeger and its UI: several minutes)"
     bash scripts/stack.sh install
     bash scripts/stack.sh start
     eval "$(bash scripts/stack.sh env)"

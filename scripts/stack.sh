@@ -11,10 +11,12 @@ Usage: scripts/stack.sh COMMAND [COMPONENT]
 
 Commands:
   install            Install missing apt packages (redis-server, prometheus + promtool,
-                     wrk, curl, postgresql if no server binaries exist) and build the
+                     wrk, curl, npm, chromium + chromium-driver for the browser
+                     tests, postgresql if no server binaries exist), build the
                      collector and Jaeger v2 into the cache (needs Go >= 1.25 on
-                     PATH; apt needs root or sudo). Idempotent; cached binaries are
-                     reused.
+                     PATH; apt needs root or sudo) and the Jaeger UI (Node.js 24
+                     from the npm registry; see OTEL_HCV_JAEGER_UI). Idempotent;
+                     cached binaries and UI builds are reused.
   start [COMPONENT]  Start all components (or one) in the background and wait until
                      each is healthy. Components already running and healthy are left
                      alone. Exits non-zero, showing the log tail, if one fails.
@@ -51,12 +53,25 @@ Tier members (start-tier): gateway-1 .. gateway-N, then agent. Member k (agent 0
 Environment:
   OTEL_HCV_CACHE          build cache: Go toolchain caches and binaries
                           (default: $HOME/.cache/otel-hcv)
-  OTEL_HCV_STATE          pid files, logs, data directories (default: /tmp/otel-hcv-stack)
+  OTEL_HCV_STATE          pid files, logs, PostgreSQL/Prometheus data (default: /tmp/otel-hcv-stack)
+  OTEL_HCV_DATA           what must outlive a reboot: Jaeger's Badger store and the
+                          collector's persistent export queues
+                          (default: ${XDG_DATA_HOME:-$HOME/.local/share}/otel-hcv)
   OTEL_HCV_PG_PORT        PostgreSQL port (default: 55432)
   OTEL_HCV_REDIS_PORT     Redis port (default: 56379)
   OTEL_HCV_PG_OS_USER     OS user that runs PostgreSQL when started as root
                           (default: postgres; created if missing)
   OTEL_HCV_START_TIMEOUT  seconds to wait for each component to become healthy (default: 60)
+  OTEL_HCV_JAEGER_UI      Jaeger UI for `install`: a jaeger-ui source archive
+                          (jaeger-ui-vX.Y.Z.tar.gz, built with Node.js into the cache)
+                          or a directory of built UI assets (used as is). Default: the
+                          archive in shared/vendor/jaeger-ui/ beside the clone, if any.
+                          Without either, Jaeger serves a placeholder page at / (the
+                          query API still works).
+  OTEL_HCV_JAEGER_STORAGE Jaeger's trace store: badger (default; on disk in
+                          $OTEL_HCV_STATE/jaeger, kept across restarts) or memory
+  OTEL_HCV_JAEGER_RETENTION
+                          how long Badger keeps spans (Go duration, default: 72h)
   OTEL_HCV_VENDOR_*       optional vendor forwarding, passed to the collector
                           (see docs/stack.md)
 EOF
@@ -69,6 +84,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
 CACHE="${OTEL_HCV_CACHE:-$HOME/.cache/otel-hcv}"
 STATE="${OTEL_HCV_STATE:-/tmp/otel-hcv-stack}"
+DATA="${OTEL_HCV_DATA:-${XDG_DATA_HOME:-$HOME/.local/share}/otel-hcv}"
+JAEGER_STORAGE="${OTEL_HCV_JAEGER_STORAGE:-badger}"
+JAEGER_RETENTION="${OTEL_HCV_JAEGER_RETENTION:-72h}"
 PG_PORT="${OTEL_HCV_PG_PORT:-55432}"
 REDIS_PORT="${OTEL_HCV_REDIS_PORT:-56379}"
 PG_OS_USER="${OTEL_HCV_PG_OS_USER:-postgres}"
@@ -92,12 +110,23 @@ OCB_VERSION=0.159.0
 # Jaeger v2. `go install github.com/jaegertracing/jaeger/cmd/jaeger@<v2.20.0 commit>`
 # does not work: the Go module proxy refuses that pseudo-version ("This module
 # version is not available"), and every tagged version carries a replace directive
-# that `go install` rejects. What works: download the tagged module v1.76.0
-# (= Jaeger v2.13.0) with `go mod download` and `go build ./cmd/jaeger` inside a
-# writable copy of it (the main module's replace directive then applies).
+# that `go install` rejects. What works: download the tagged module with
+# `go mod download` and `go build ./cmd/jaeger` inside a writable copy of it (the
+# main module's replace directive then applies). v1.75.0 (= Jaeger v2.12.0) is
+# the release the module proxy marks as approved; newer ones are served but not
+# approved.
 JAEGER_MODULE=github.com/jaegertracing/jaeger
-JAEGER_MODULE_VERSION=v1.76.0
-JAEGER_VERSION=2.13.0
+JAEGER_MODULE_VERSION=v1.75.0
+JAEGER_VERSION=2.12.0
+# The Jaeger UI (github.com/jaegertracing/jaeger-ui) is released separately and
+# is not in the Go module: it is built with Node.js from a source archive and
+# served from a directory (jaeger/config.yaml: ui.assets_path). Upstream ships
+# Jaeger v2.12.0 with UI v1.75.0; the source archive available to this project is
+# UI v1.76.0 (the one Jaeger v2.13.0 ships), which uses the same query API
+# (/api/services, /api/traces, /api/metrics) -- tests/e2e/test_jaeger_ui.py renders
+# it against this Jaeger in a browser.
+JAEGER_UI_VERSION=1.76.0
+NODE_MAJOR=24
 
 COMPONENTS=(postgres redis jaeger collector prometheus)
 
@@ -135,6 +164,7 @@ builder_config_hash() { sha256sum "$BUILDER_CONFIG" | cut -c1-8; }
 # so adding a component to builder-config.yaml triggers a rebuild.
 collector_bin() { echo "$CACHE/bin/otelcol-hcv-$OCB_VERSION-$(builder_config_hash)"; }
 jaeger_bin() { echo "$CACHE/bin/jaeger-$JAEGER_VERSION"; }
+node_prefix() { echo "$CACHE/tools/node-$NODE_MAJOR"; }
 builder_bin() { echo "$CACHE/tools/builder-v$OCB_VERSION/builder"; }
 
 pg_bindir() {
@@ -256,9 +286,126 @@ build_jaeger() {
   log "jaeger: built $bin"
 }
 
+# --------------------------------------------------------------------------
+# Jaeger UI
+# --------------------------------------------------------------------------
+# The UI source archive shipped beside the clone (shared/vendor/jaeger-ui/), if any.
+vendored_ui_archive() {
+  local d
+  d="$(cd "$ROOT/.." && pwd)/shared/vendor/jaeger-ui"
+  [[ -f $d/jaeger-ui-v$JAEGER_UI_VERSION.tar.gz ]] && echo "$d/jaeger-ui-v$JAEGER_UI_VERSION.tar.gz"
+}
+
+# The built UI that `start` hands to Jaeger (recorded by `install`); empty if none.
+ui_link() { echo "$CACHE/ui/for-jaeger-$JAEGER_VERSION"; }
+
+jaeger_ui_dir() {
+  local src="${OTEL_HCV_JAEGER_UI:-}" link
+  if [[ -n $src && -f $src/index.html ]]; then
+    (cd "$src" && pwd)
+    return 0
+  fi
+  link="$(ui_link)"
+  [[ -f $link/index.html ]] && { readlink -f "$link"; return 0; }
+  return 1
+}
+
+# A Node.js >= NODE_MAJOR on PATH: the machine's, or the npm registry's `node`
+# package installed into the cache.
+ensure_node() {
+  local have prefix
+  have="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if (( have >= NODE_MAJOR )); then return 0; fi
+  prefix="$(node_prefix)"
+  if [[ ! -x $prefix/node_modules/.bin/node ]]; then
+    command -v npm >/dev/null 2>&1 || die "jaeger-ui: npm is needed to install Node.js $NODE_MAJOR (apt-get install npm)"
+    log "jaeger-ui: installing Node.js $NODE_MAJOR (npm package node@$NODE_MAJOR) into $prefix"
+    mkdir -p "$prefix"
+    run_with_progress "npm install node@$NODE_MAJOR" "$CACHE/build/node-install.log" \
+      npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "node@$NODE_MAJOR"
+  fi
+  PATH="$prefix/node_modules/.bin:$PATH"
+  export PATH
+  have="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  (( have >= NODE_MAJOR )) || die "jaeger-ui: Node.js $NODE_MAJOR not usable from $prefix (see $CACHE/build/node-install.log)"
+}
+
+# build_ui_archive ARCHIVE OUT: npm ci + the UI package's production build of a
+# jaeger-ui source archive; the static assets end up in OUT.
+build_ui_archive() {
+  local archive="$1" out="$2" src top
+  ensure_node
+  src="$CACHE/build/jaeger-ui-src"
+  rm -rf "$src"
+  mkdir -p "$src"
+  tar -xzf "$archive" -C "$src"
+  # git archive puts everything under one top directory.
+  top="$(dirname "$(find "$src" -maxdepth 4 -path '*/packages/jaeger-ui/package.json' | head -n 1)")"
+  [[ -n $top && -f $top/package.json ]] || die "jaeger-ui: $archive has no packages/jaeger-ui/package.json"
+  top="$(dirname "$(dirname "$top")")"
+  export npm_config_cache="$CACHE/npm"
+  log "jaeger-ui: npm ci (node $(node --version))"
+  run_with_progress "jaeger-ui npm ci" "$CACHE/build/jaeger-ui-npm-ci.log" \
+    bash -c 'cd "$1" && npm ci --no-audit --no-fund' _ "$top"
+  log "jaeger-ui: production build"
+  run_with_progress "jaeger-ui build" "$CACHE/build/jaeger-ui-build.log" \
+    bash -c 'cd "$1/packages/jaeger-ui" && npm run build' _ "$top"
+  [[ -f $top/packages/jaeger-ui/build/index.html ]] || die "jaeger-ui: the build wrote no index.html (see $CACHE/build/jaeger-ui-build.log)"
+  rm -rf "$out.tmp.$$"
+  cp -R "$top/packages/jaeger-ui/build" "$out.tmp.$$"
+  rm -rf "$out"
+  mv "$out.tmp.$$" "$out"
+  rm -rf "$src"
+}
+
+build_ui() {
+  local src="${OTEL_HCV_JAEGER_UI:-}" name version out start=$SECONDS
+  mkdir -p "$CACHE/ui"
+  if [[ -z $src ]]; then
+    src="$(vendored_ui_archive)" || true
+  fi
+  if [[ -z $src ]]; then
+    if [[ -f "$(ui_link)/index.html" ]]; then
+      log "jaeger-ui: cached $(readlink -f "$(ui_link)")"
+      return 0
+    fi
+    log "jaeger-ui: NO UI: neither OTEL_HCV_JAEGER_UI nor shared/vendor/jaeger-ui/jaeger-ui-v$JAEGER_UI_VERSION.tar.gz"
+    log "  beside the clone exists, so Jaeger will serve a placeholder page at http://$HOST:$JAEGER_QUERY_PORT/"
+    log "  (the query API, the demo's output and the tests of the API still work). To get the UI, set"
+    log "  OTEL_HCV_JAEGER_UI to a jaeger-ui source archive or a directory of built assets and run install again."
+    return 0
+  fi
+  if [[ -d $src ]]; then
+    [[ -f $src/index.html ]] || die "jaeger-ui: OTEL_HCV_JAEGER_UI=$src is a directory without index.html (not built UI assets)"
+    ln -sfn "$(cd "$src" && pwd)" "$(ui_link)"
+    log "jaeger-ui: using the assets in $src"
+    return 0
+  fi
+  [[ -f $src ]] || die "jaeger-ui: OTEL_HCV_JAEGER_UI=$src does not exist"
+  # Cached by the archive's version (jaeger-ui-vX.Y.Z.tar.gz), else by its hash.
+  name="$(basename "$src")"
+  if [[ $name =~ ^jaeger-ui-v?([0-9][0-9A-Za-z.-]*)\.(tar\.gz|tgz)$ ]]; then
+    version="${BASH_REMATCH[1]}"
+  else
+    version="sha-$(sha256sum "$src" | cut -c1-12)"
+  fi
+  out="$CACHE/ui/jaeger-ui-$version"
+  if [[ ! -f $out/index.html ]]; then
+    log "jaeger-ui: building UI $version from $src (first build takes a few minutes)"
+    build_ui_archive "$src" "$out"
+    log "jaeger-ui: built $out in $((SECONDS - start))s"
+  else
+    log "jaeger-ui: cached $out"
+  fi
+  ln -sfn "$out" "$(ui_link)"
+}
+
 apt_install() {
   local missing=() pkg
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
@@ -291,7 +438,7 @@ apt_install() {
     tail -n 30 "$CACHE/build/apt.log" >&2
     die "apt-get install failed"
   fi
-  for pkg in redis-server prometheus promtool wrk curl; do
+  for pkg in redis-server prometheus promtool wrk curl npm chromium chromedriver; do
     command -v "$pkg" >/dev/null 2>&1 || die "apt: $pkg still missing after install"
   done
   log "apt: done"
@@ -303,9 +450,11 @@ cmd_install() {
   apt_install
   build_collector
   build_jaeger
+  build_ui
   log "install complete in $((SECONDS - start))s"
   log "  collector: $(collector_bin)"
   log "  jaeger:    $(jaeger_bin)"
+  log "  jaeger UI: $(jaeger_ui_dir || echo 'none (placeholder page)')"
 }
 
 # --------------------------------------------------------------------------
@@ -562,7 +711,18 @@ launch_jaeger() {
   bin="$(jaeger_bin)"
   [[ -x "$bin" ]] || { log "jaeger: $bin not built (run: scripts/stack.sh install)"; return 1; }
   check_port_free jaeger 14317 "$JAEGER_OTLP_HTTP_PORT" "$JAEGER_QUERY_PORT" "$JAEGER_HEALTH_PORT" || return 1
-  spawn jaeger env JAEGER_LISTEN_HOST="$HOST" "$bin" --config "$JAEGER_CONFIG"
+  local ui store
+  ui="$(jaeger_ui_dir)" || { ui=""; log "jaeger: no UI built (see: scripts/stack.sh install); / shows a placeholder page"; }
+  case "$JAEGER_STORAGE" in
+    badger) store=badger_store ;;
+    memory) store=memory_store ;;
+    *) log "jaeger: OTEL_HCV_JAEGER_STORAGE must be badger or memory (got '$JAEGER_STORAGE')"; return 1 ;;
+  esac
+  mkdir -p "$DATA/jaeger/badger"
+  spawn jaeger env JAEGER_LISTEN_HOST="$HOST" JAEGER_UI_ASSETS="$ui" JAEGER_TRACE_STORAGE="$store" \
+    JAEGER_BADGER_DIR="$DATA/jaeger/badger" JAEGER_RETENTION="$JAEGER_RETENTION" \
+    JAEGER_METRICS_PROMETHEUS="http://$HOST:$PROMETHEUS_PORT" \
+    "$bin" --config "$JAEGER_CONFIG"
 }
 
 launch_collector() {
@@ -575,7 +735,7 @@ launch_collector() {
   # OTEL_HCV_VENDOR_* / OTEL_HCV_DEBUG_VERBOSITY pass through from the caller's environment.
   spawn collector env OTEL_COLLECTOR_BIND="$HOST" \
     JAEGER_OTLP_ENDPOINT="http://$HOST:$JAEGER_OTLP_HTTP_PORT" \
-    OTEL_HCV_LOG_SINK="$LOG_SINK" \
+    OTEL_HCV_LOG_SINK="$LOG_SINK" OTEL_HCV_QUEUE_DIR="$DATA/collector/queue" \
     "$bin" --config "$COLLECTOR_CONFIG"
 }
 
@@ -816,6 +976,7 @@ export HCV_REDIS_URL=redis://$HOST:$REDIS_PORT/0
 export JAEGER_QUERY_URL=http://$HOST:$JAEGER_QUERY_PORT
 export PROMETHEUS_URL=http://$HOST:$PROMETHEUS_PORT
 export COLLECTOR_LOG_SINK=$LOG_SINK
+export OTEL_HCV_DATA=$DATA
 EOF
 }
 

@@ -244,6 +244,8 @@ def run_collector(binary: Path, tmp_path: Path, extra_env: dict[str, str] | None
         "OTEL_COLLECTOR_BIND": "127.0.0.1",
         "JAEGER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports['jaeger']}",
         "OTEL_HCV_LOG_SINK": str(sink),
+        # Each collector needs a queue directory of its own (the storage is locked).
+        "OTEL_HCV_QUEUE_DIR": str(tmp_path / "queue"),
     }
     env.update(extra_env or {})
     stderr_path = tmp_path / "collector.out"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-SERVICES = {"postgres", "redis", "jaeger", "otel-collector", "prometheus", "hcv"}
+SERVICES = {"postgres", "redis", "jaeger", "otel-collector", "prometheus", "grafana", "hcv"}
 
 
 def env_map(service: dict) -> dict[str, str | None]:
@@ -182,10 +183,56 @@ def test_app_service_wiring(compose, stack):
     assert "otel-collector" in deps
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis", "jaeger", "prometheus", "hcv"])
+@pytest.mark.parametrize("name", ["postgres", "redis", "jaeger", "prometheus", "grafana", "hcv"])
 def test_healthchecks(compose, name):
     test = compose["services"][name]["healthcheck"]["test"]
     assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1
+
+
+def test_jaeger_keeps_traces_in_a_volume(compose, stack):
+    jaeger = compose["services"]["jaeger"]
+    # The same Jaeger release as the native build.
+    version = re.search(r"^JAEGER_VERSION=(\S+)$", stack.STACK_SH.read_text(), re.M).group(1)
+    assert jaeger["image"] == f"jaegertracing/jaeger:{version}"
+    env = env_map(jaeger)
+    assert env["JAEGER_TRACE_STORAGE"] == "badger_store"
+    volume, _, target = next(v for v in jaeger["volumes"] if not v.startswith((".", "/"))).partition(":")
+    assert target == env["JAEGER_BADGER_DIR"]
+    assert volume in compose["volumes"]
+    assert env["JAEGER_METRICS_PROMETHEUS"] == "http://prometheus:9090"
+    # Every variable of jaeger/config.yaml without a default that suits a container is set.
+    referenced = {name for name, _ in stack.ENV_REF.findall(stack.JAEGER_CONFIG.read_text())}
+    assert {"JAEGER_LISTEN_HOST", "JAEGER_BADGER_DIR", "JAEGER_METRICS_PROMETHEUS"} <= referenced & set(env)
+
+
+def test_collector_queue_is_on_the_mounted_directory(compose):
+    collector = compose["services"]["otel-collector"]
+    queue = env_map(collector)["OTEL_HCV_QUEUE_DIR"]
+    assert any(queue.startswith(target + "/") for _, target, mode in bind_mounts(collector) if mode != "ro")
+
+
+def test_grafana_provisions_data_sources_and_dashboards(compose, stack):
+    grafana = compose["services"]["grafana"]
+    provisioning = container_path(grafana, "/etc/grafana/provisioning", stack.ROOT)
+    sources = stack.load_yaml(provisioning / "datasources" / "datasources.yaml")["datasources"]
+    by_type = {s["type"]: s for s in sources}
+    assert by_type["prometheus"]["url"] == "http://prometheus:9090"
+    assert by_type["jaeger"]["url"] == "http://jaeger:16686"
+    (provider,) = stack.load_yaml(provisioning / "dashboards" / "dashboards.yaml")["providers"]
+    dashboards = container_path(grafana, provider["options"]["path"], stack.ROOT)
+    files = sorted(dashboards.glob("*.json"))
+    assert files, "no dashboard JSON in the provisioned directory"
+    uids = {s["uid"] for s in sources}
+    for path in files:
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            if panel["type"] == "row":
+                continue
+            assert panel["datasource"]["uid"] in uids, (path.name, panel["title"])
+            assert panel["targets"] and all(t["expr"].strip() for t in panel["targets"]), panel["title"]
+    home = env_map(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert container_path(grafana, home, stack.ROOT).is_file()
+    assert published(grafana) == {3000: 3000}
 
 
 def test_dockerfile(stack):

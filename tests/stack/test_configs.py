@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import json
 import re
@@ -87,6 +88,9 @@ KIND_SUFFIX = {
     "connectors": "connector",
     "extensions": "extension",
 }
+# Upstream modules whose last path segment does not end in the kind (type file_storage is
+# .../extension/storage/filestorage).
+UNSUFFIXED_MODULES = {"filestorage": "filestorageextension"}
 
 
 def test_builder_manifest_matches_config_statically(builder_config, stack):
@@ -94,6 +98,7 @@ def test_builder_manifest_matches_config_statically(builder_config, stack):
     for kind in stack.COMPONENT_KINDS:
         used = {t.replace("_", "") for t in used_component_types(stack, kind)}
         modules = [e["gomod"].split()[0].rsplit("/", 1)[1] for e in builder_config.get(kind) or []]
+        modules = [UNSUFFIXED_MODULES.get(m, m) for m in modules]
         assert all(m.endswith(KIND_SUFFIX[kind]) for m in modules), modules
         listed = {m[: -len(KIND_SUFFIX[kind])] for m in modules}
         assert len(listed) == len(modules), f"{kind}: duplicate modules"
@@ -127,17 +132,15 @@ def test_pipelines_shape(collector_config):
     pipes = collector_config["service"]["pipelines"]
     assert set(pipes) == {"traces", "metrics", "logs"}
     for name, pipe in pipes.items():
-        procs = pipe["processors"]
-        assert procs[0] == "memory_limiter", name
-        assert procs[-1] == "batch", name
-        assert "transform/scrub" in procs, name
+        # No batch processor: what it buffers is lost on kill -9 after the sender got its OK.
+        assert pipe["processors"] == ["memory_limiter", "transform/scrub"], name
         assert pipe["exporters"][-1] == SLOT, name
     assert "otlp_http/jaeger" in pipes["traces"]["exporters"]
     assert "span_metrics" in pipes["traces"]["exporters"]
     assert "span_metrics" in pipes["metrics"]["receivers"]
     assert "prometheus" in pipes["metrics"]["exporters"]
     assert "file/sink" in pipes["logs"]["exporters"]
-    assert set(collector_config["service"]["extensions"]) == {"health_check", "zpages"}
+    assert set(collector_config["service"]["extensions"]) == {"health_check", "zpages", "file_storage/queue"}
     assert collector_config["exporters"]["prometheus"]["resource_to_telemetry_conversion"]["enabled"] is False
 
 
@@ -399,6 +402,9 @@ def test_spanmetrics_reach_prometheus_exporter(collector_bin, stack, tmp_path):
     assert 'service_name="spanmetrics-test"' in line
     assert 'http_route="/diagnose"' in line
     assert "traces_span_metrics_duration_milliseconds_bucket{" in body
+    # The labels Jaeger's Monitor tab groups and filters by.
+    for label in ('span_name="GET /diagnose"', 'span_kind="SPAN_KIND_SERVER"', 'status_code="STATUS_CODE_UNSET"'):
+        assert label in line, line
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -461,6 +467,65 @@ def test_vendor_forwarding_switch(collector_bin, stack, tmp_path, headers):
         assert received.get(name.lower()) == value
 
 
+def test_vendor_queue_survives_a_collector_sigkill(collector_bin, stack, tmp_path):
+    """Logs, metrics and spans accepted while the vendor is unreachable wait in the queue on
+    disk; after a kill -9 and a restart on the same directory they all reach the vendor."""
+    vendor_port = stack.free_port()  # nothing listens there yet
+
+    class Handler(_Recorder):
+        bodies: list = []
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.headers.get("Content-Encoding") == "gzip":  # the exporter's default
+                body = gzip.decompress(body)
+            type(self).bodies.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    env = {
+        "OTEL_HCV_VENDOR_EXPORTER": "otlp_http/vendor",
+        "OTEL_HCV_VENDOR_ENDPOINT": f"http://127.0.0.1:{vendor_port}",
+    }
+    resource = {"attributes": _attrs({"service.name": "queue-test"})}
+    now = str(time.time_ns())
+    payloads = {
+        "/v1/logs": {"resourceLogs": [{"resource": resource, "scopeLogs": [
+            {"logRecords": [{"timeUnixNano": now, "body": {"stringValue": "queued-log-record"}}]}]}]},
+        "/v1/metrics": {"resourceMetrics": [{"resource": resource, "scopeMetrics": [{"metrics": [
+            {"name": "queued_metric", "gauge": {"dataPoints": [{"timeUnixNano": now, "asInt": "7"}]}}]}]}]},
+        "/v1/traces": {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [
+            {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "name": "queued-span",
+             "kind": 2, "startTimeUnixNano": now, "endTimeUnixNano": now}]}]}]},
+    }  # fmt: skip
+    markers = {"/v1/logs": b"queued-log-record", "/v1/metrics": b"queued_metric", "/v1/traces": b"queued-span"}
+    with stack.run_collector(collector_bin, tmp_path, env) as col:
+        for path, payload in payloads.items():
+            assert stack.post_json(col.otlp_http + path, payload) == 200
+        time.sleep(2)  # past the vendor queue's batch flush_timeout: a first attempt fails
+        assert "connection refused" in col.output().lower(), col.output()[-3000:]
+        col.proc.kill()  # SIGKILL: nothing is flushed
+        col.proc.wait(timeout=10)
+    assert (tmp_path / "queue").is_dir() and any((tmp_path / "queue").iterdir())
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", vendor_port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with stack.run_collector(collector_bin, tmp_path, env) as col:
+
+            def delivered():
+                return all(any(p == path and m in b for p, b in Handler.bodies) for path, m in markers.items())
+
+            assert stack.wait_for(delivered, timeout=60, interval=0.5), (
+                [p for p, _ in Handler.bodies], col.output()[-3000:])  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_vendor_forwarding_off_by_default(collector_bin, stack, tmp_path):
     with stack.run_collector(collector_bin, tmp_path) as col:
         out = col.output()
@@ -484,6 +549,37 @@ def test_jaeger_config_validates(jaeger_bin, stack):
         env={"PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_monitor_tab_reads_what_the_span_metrics_connector_writes(stack, collector_config):
+    """Jaeger's Prometheus metrics reader builds its metric names from namespace, unit and the
+    normalize flags; the connector's namespace and unit must give the same names."""
+    jaeger = stack.load_yaml(stack.JAEGER_CONFIG)
+    store = jaeger["extensions"]["jaeger_query"]["storage"]["metrics"]
+    reader = jaeger["extensions"]["jaeger_storage"]["metric_backends"][store]["prometheus"]
+    connector = collector_config["connectors"]["span_metrics"]
+    assert connector["namespace"].replace(".", "_") == reader["metric_namespace"]
+    assert connector["histogram"]["unit"] == reader["latency_unit"] == "ms"
+    # The prometheus exporter adds _total and the unit's long name: Jaeger must expect them.
+    assert reader["normalize_calls"] is True and reader["normalize_duration"] is True
+    assert collector_config["exporters"]["prometheus"]["translation_strategy"] == "UnderscoreEscapingWithSuffixes"
+    assert stack.resolve_env_defaults(reader["endpoint"]) == "http://127.0.0.1:9090"
+
+
+def test_jaeger_storage_choices(stack):
+    jaeger = stack.load_yaml(stack.JAEGER_CONFIG)
+    backends = jaeger["extensions"]["jaeger_storage"]["backends"]
+    assert set(backends) == {"badger_store", "memory_store"}
+    badger = backends["badger_store"]["badger"]
+    assert badger["ephemeral"] is False
+    assert stack.resolve_env_defaults(str(badger["ttl"]["spans"])) == "72h"
+    # Query and exporter use the same, switchable store; Badger is the default.
+    chosen = {jaeger["extensions"]["jaeger_query"]["storage"]["traces"],
+              jaeger["exporters"]["jaeger_storage_exporter"]["trace_storage"]}  # fmt: skip
+    assert {stack.resolve_env_defaults(c) for c in chosen} == {"badger_store"}
+    assert {stack.resolve_env_defaults(c, {"JAEGER_TRACE_STORAGE": "memory_store"}) for c in chosen} == {
+        "memory_store"
+    }
 
 
 def test_jaeger_and_collector_ports_do_not_collide(stack, collector_config):

@@ -50,7 +50,9 @@ def test_unknown_component_fails(stack, tmp_path):
 
 
 def test_env_output(stack):
-    proc = run(stack, "env", env_extra={"OTEL_HCV_STATE": "/srv/x", "OTEL_HCV_PG_PORT": "6000"})
+    proc = run(
+        stack, "env", env_extra={"OTEL_HCV_STATE": "/srv/x", "OTEL_HCV_PG_PORT": "6000", "OTEL_HCV_DATA": "/srv/d"}
+    )
     assert proc.returncode == 0
     exports = dict(re.findall(r"^export (\w+)=(.*)$", proc.stdout, re.M))
     assert exports == {
@@ -61,7 +63,11 @@ def test_env_output(stack):
         "JAEGER_QUERY_URL": "http://127.0.0.1:16686",
         "PROMETHEUS_URL": "http://127.0.0.1:9090",
         "COLLECTOR_LOG_SINK": "/srv/x/collector/logs.jsonl",
+        "OTEL_HCV_DATA": "/srv/d",
     }
+    # Without OTEL_HCV_DATA, the persistent data go to the XDG data directory, not /tmp.
+    proc = run(stack, "env", env_extra={"OTEL_HCV_DATA": "", "XDG_DATA_HOME": "/srv/xdg"})
+    assert "export OTEL_HCV_DATA=/srv/xdg/otel-hcv\n" in proc.stdout
 
 
 def test_bin_reports_missing_build(stack, tmp_path):
