@@ -67,7 +67,7 @@ class Settings:
     health_memory_max_percent: float = 90.0
     health_token: str = ""  # bearer token that may read check details
     health_checks: tuple[str, ...] = ()  # dotted paths of extra Check classes or instances
-    health_non_critical: tuple[str, ...] = ("disk", "memory")  # not consulted by /health/ready
+    health_non_critical: tuple[str, ...] = ("disk_space", "memory")  # not consulted by /health/ready
 
     # Sentry (otel_hcv.sentry): nothing is imported unless a DSN is set.
     sentry_dsn: str = ""
