@@ -429,16 +429,19 @@ def instrument_django(settings: conf.Settings) -> None:
         if "OTEL_PYTHON_DJANGO_EXCLUDED_URLS" not in os.environ:
             kwargs["excluded_urls"] = ",".join(settings.excluded_urls)
         instrumentor.instrument(**kwargs)
-    _insert_middleware_before(django_settings, DjangoInstrumentor._opentelemetry_middleware, ABSOLUTE_URI_CACHE)
+    anchor = DjangoInstrumentor._opentelemetry_middleware
+    _insert_middleware(django_settings, anchor, ABSOLUTE_URI_CACHE, after=False)
+    _insert_middleware(django_settings, anchor, ROUTE_TEMPLATES, after=True)
 
 
 ABSOLUTE_URI_CACHE = "otel_hcv.middleware.AbsoluteUriCacheMiddleware"
+ROUTE_TEMPLATES = "otel_hcv.middleware.RouteTemplateMiddleware"
 
 
-def _insert_middleware_before(django_settings: Any, anchor: str, middleware: str) -> None:
-    """Put ``middleware`` right before ``anchor`` in ``MIDDLEWARE`` (once)."""
+def _insert_middleware(django_settings: Any, anchor: str, middleware: str, *, after: bool) -> None:
+    """Put ``middleware`` right before or after ``anchor`` in ``MIDDLEWARE`` (once)."""
     entries = list(getattr(django_settings, "MIDDLEWARE", None) or [])
     if anchor not in entries or middleware in entries:
         return
-    entries.insert(entries.index(anchor), middleware)
+    entries.insert(entries.index(anchor) + (1 if after else 0), middleware)
     django_settings.MIDDLEWARE = entries

@@ -7,5 +7,6 @@ urlpatterns = [
     path("plain/", views.plain_view),
     path("async/", views.async_view),
     path("async-fail/", views.failing_async_view),
+    path("routes/", include("tests.testapp.routing")),
     path("", include("otel_hcv.urls")),
 ]

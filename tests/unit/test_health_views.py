@@ -93,7 +93,9 @@ def test_a_failing_check_gives_503_with_a_generic_message(client, use_checks):
 
 
 def test_ready_consults_critical_checks_only(client, use_checks):
-    use_checks(FixedCheck("database"), FixedCheck("disk_space", healthy=False), FixedCheck("extra", False, critical=False))
+    use_checks(
+        FixedCheck("database"), FixedCheck("disk_space", healthy=False), FixedCheck("extra", False, critical=False)
+    )
     assert client.get("/health/").status_code == 503  # the full picture includes them
     ready = client.get("/health/ready")
     assert ready.status_code == 200
