@@ -84,6 +84,8 @@ class RequestContextMiddleware:
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
+        # For the lines Django writes about this request after the span has ended.
+        setattr(request, context.REQUEST_ATTRIBUTE, context.RequestIds(span.get_span_context(), request_id))
         return context.request_id.set(request_id)
 
     def _after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
@@ -94,9 +96,7 @@ class RequestContextMiddleware:
             user_id = privacy.user_id_of(request, resolve=False)
             if user_id is not None:
                 span.set_attributes(privacy.user_attributes(user_id, settings))
-        context.set_finished_request(
-            context.FinishedRequest(span.get_span_context(), request.request_id)  # type: ignore[attr-defined]
-        )
+        context.set_finished_request(getattr(request, context.REQUEST_ATTRIBUTE))
         return response
 
 
