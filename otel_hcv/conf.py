@@ -55,6 +55,8 @@ class Settings:
     request_id_max_length: int = 128
     # Level of records exported over OTLP (the console keeps its own level).
     otlp_log_level: str = "INFO"
+    # gunicorn's and uvicorn's access lines as JSON with ids, IP policy applied, also over OTLP.
+    json_access_logs: bool = True
     # Window of the JSON metrics summary, in seconds.
     summary_window_seconds: int = 300
 
