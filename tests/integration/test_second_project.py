@@ -237,7 +237,7 @@ def test_every_log_line_of_a_request_carries_its_ids(runserver):
     spans = server_spans(receiver)
     # The project's own lines, and Django's about the API (/health/ and /metrics/ are not traced).
     lines = [line for line in json_lines(output) if line["logger"] == "ledger.views"
-             or line["logger"] in ("django.request", "django.server") and "/api/" in line["message"]]  # fmt: skip
+             or (line["logger"] in ("django.request", "django.server") and "/api/" in line["message"])]  # fmt: skip
     by_request = Counter()
     for line in lines:
         assert {"trace_id", "span_id", "request_id"} <= set(line), line
@@ -333,7 +333,9 @@ def test_server_access_lines_are_json_with_ids_and_the_ip_policy(server, databas
     for line in json_lines(output):
         if line["logger"] == "django.request":
             assert {"trace_id", "span_id", "request_id"} <= set(line), line
-    exported = [r for _, r in receiver.log_records() if attributes(r.attributes).get("url.path", "").startswith("/api/")]
+    exported = [
+        r for _, r in receiver.log_records() if attributes(r.attributes).get("url.path", "").startswith("/api/")
+    ]
     assert len(exported) >= len(EXPECTED)
     assert all(r.trace_id for r in exported)
     assert {attributes(r.attributes).get("ip_address") for r in exported} == {"127.0.0.0"}

@@ -14,8 +14,8 @@ from otel_hcv.logging import StructuredFormatter
 
 
 def gunicorn_atoms(**overrides):
-    atoms = {"h": "203.0.113.77", "m": "POST", "U": "/api/budgets/7/", "q": "alb=41.2&token=abc",
-             "s": "201", "H": "HTTP/1.1", "D": 12345, "B": 17, "a": "curl/8", "{authorization}i": "Bearer x"}  # fmt: skip
+    atoms = {"h": "203.0.113.77", "m": "POST", "U": "/api/budgets/7/", "q": "alb=41.2&token=abc", "s": "201",
+             "H": "HTTP/1.1", "D": 12345, "B": 17, "a": "curl/8", "{authorization}i": "Bearer x"}  # fmt: skip
     return {**atoms, **overrides}
 
 

@@ -1,8 +1,7 @@
 from django.urls import include, path
+from ledger.views import BudgetViewSet
 from rest_framework.routers import DefaultRouter
 from rest_framework_simplejwt.views import TokenObtainPairView
-
-from ledger.views import BudgetViewSet
 
 router = DefaultRouter()
 router.register(r"users/me/budgets", BudgetViewSet, basename="budget")
