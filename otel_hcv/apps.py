@@ -8,10 +8,14 @@ class OtelHcvConfig(AppConfig):
     verbose_name = "OpenTelemetry for the HCV service"
 
     def ready(self) -> None:
-        from otel_hcv import conf, sdk
+        from django.core import checks
 
+        from otel_hcv import conf, launcher, sdk
+
+        checks.register(launcher.system_check)
         # Validate settings at start-up, so a wrong setting fails with its name now.
         settings = conf.load()
+        launcher.report()  # another distro or configurator won: say so (once)
         if sdk.active() is None and not sdk.auto_instrumentation:
             return  # neither opentelemetry-instrument nor configure(): nothing to set up
         # Under opentelemetry-instrument with DJANGO_SETTINGS_MODULE not yet exported,

@@ -49,6 +49,8 @@ class Settings:
     request_id_max_length: int = 128
     # Level of records exported over OTLP (the console keeps its own level).
     otlp_log_level: str = "INFO"
+    # gunicorn's and uvicorn's access lines as JSON with ids, IP policy applied, also over OTLP.
+    json_access_logs: bool = True
     # Window of the JSON metrics summary, in seconds.
     summary_window_seconds: int = 300
 
@@ -61,7 +63,7 @@ class Settings:
     health_memory_max_percent: float = 90.0
     health_token: str = ""  # bearer token that may read check details
     health_checks: tuple[str, ...] = ()  # dotted paths of extra Check classes or instances
-    health_non_critical: tuple[str, ...] = ("disk", "memory")  # not consulted by /health/ready
+    health_non_critical: tuple[str, ...] = ("disk_space", "memory")  # not consulted by /health/ready
 
     # Sentry (otel_hcv.sentry): nothing is imported unless a DSN is set.
     sentry_dsn: str = ""

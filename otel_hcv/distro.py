@@ -3,9 +3,9 @@
 ``opentelemetry-instrument python manage.py runserver`` loads a distro, then one
 configurator, then the instrumentors. Upstream picks the *first* installed distro and
 configurator unless ``OTEL_PYTHON_DISTRO`` / ``OTEL_PYTHON_CONFIGURATOR`` name one, so
-when ``opentelemetry-distro`` is installed too, set both to ``otel_hcv``. Our distro
-also sets ``OTEL_PYTHON_CONFIGURATOR=otel_hcv`` by default, so naming the distro is
-enough.
+when ``opentelemetry-distro`` is installed too, set ``OTEL_PYTHON_DISTRO=otel_hcv``: our
+distro also sets ``OTEL_PYTHON_CONFIGURATOR=otel_hcv`` by default. When another distro or
+configurator wins anyway, :mod:`otel_hcv.launcher` says so.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def _log_correlation_requested() -> bool:
 class OtelHcvDistro(BaseDistro):
     def _configure(self, **kwargs: Any) -> None:
         sdk.auto_instrumentation = True
+        sdk.distro_loaded = True
         os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", ENTRY_POINT_NAME)
         sdk.apply_otel_env_defaults()
 
@@ -70,6 +71,7 @@ class OtelHcvDistro(BaseDistro):
 class OtelHcvConfigurator(_BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         sdk.auto_instrumentation = True  # also when named without our distro
+        sdk.configurator_loaded = True
         if _django_settings_pending():
             return
         sdk.configure()

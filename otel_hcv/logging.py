@@ -33,22 +33,8 @@ from otel_hcv import accounting, context, privacy, sdk
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _DROPPED_EXTRAS = frozenset({"request"})
 _SDK_LOGGER = "opentelemetry"
-# Loggers of servers' access-log lines, written after the request's span has ended.
-ACCESS_LOGGERS = frozenset({"django.server", "gunicorn.access"})
+ACCESS_LOGGERS = context.ACCESS_LOGGERS
 _OWN_FIELDS = frozenset({"timestamp", "level", "logger", "message", "trace_id", "span_id", "trace_flags", "exception"})
-
-
-def _json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_json_safe(v) for v in value]
-    try:
-        return str(value)
-    except Exception:  # a broken __str__ must not lose the record
-        return f"<unprintable {type(value).__name__}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +123,7 @@ def safe_extras(record: logging.LogRecord, settings: Any) -> dict[str, Any]:
         if key in _RECORD_ATTRIBUTES or key in _DROPPED_EXTRAS:
             continue
         extras[key] = privacy.safe_log_extra(key, value, settings)
-    finished = context.finished_request() if record.name in ACCESS_LOGGERS else None
+    finished = context.ids_of_record(record)
     request_id = extras.get("request_id") or context.request_id.get() or (finished and finished.request_id)
     if request_id:
         extras["request_id"] = str(request_id)
@@ -149,12 +135,13 @@ def safe_extras(record: logging.LogRecord, settings: Any) -> dict[str, Any]:
 
 
 def record_span_context(record: logging.LogRecord) -> SpanContext | None:
-    """The span a record belongs to: the current one, or for a server's access-log line
-    (written after the request's span closed) the span of the request it describes."""
+    """The span a record belongs to: the current one, or for a line written after the
+    request's span closed (Django's 4xx lines, a server's access line) the span of the
+    request it describes (:func:`otel_hcv.context.ids_of_record`)."""
     span_context = trace.get_current_span().get_span_context()
     if span_context.is_valid:
         return span_context
-    if record.name in ACCESS_LOGGERS and (finished := context.finished_request()) is not None:
+    if (finished := context.ids_of_record(record)) is not None:
         return finished.span_context if finished.span_context.is_valid else None
     return None
 

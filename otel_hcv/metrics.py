@@ -255,8 +255,8 @@ def record_api_request(
 ) -> None:
     """Record one API call's duration (s) and count by endpoint, method and status."""
     method = method.upper() if method and method.upper() in _HTTP_METHODS else "_OTHER"
-    if error_type is None and status_code >= 500:
-        error_type = str(status_code)
+    if error_type is None:
+        error_type = http_error_type(status_code)
     attributes = metric_attributes(
         **{ENDPOINT: endpoint, HTTP_METHOD: method, HTTP_STATUS: int(status_code), ERROR_TYPE: error_type}
     )
@@ -265,6 +265,15 @@ def record_api_request(
     instruments.api_requests.add(1, attributes)
     # Under the endpoint's metric label (text, at most 64 characters), as Prometheus shows it.
     summary.current.add_api_call(str(attributes.get(ENDPOINT, "_OTHER")), int(status_code), duration)
+
+
+def http_error_type(status_code: int) -> str | None:
+    """``error.type`` of an HTTP request as its server sees it (the semantic conventions'
+    rule): a 5xx answer is an error, typed by its status code as text; a 4xx is the
+    client's mistake and no error of the server. One rule for the server span,
+    ``http.server.request.duration`` and ``hcv.api.*``; the exception's class, where one
+    was raised, is on the span's exception event."""
+    return str(status_code) if status_code >= 500 else None
 
 
 def _qualified_name(cls: type) -> str:
@@ -278,7 +287,7 @@ def _mark_failed(span: Span, exc: BaseException, error_type: str) -> None:
     # The SDK's record_exception would export str(exc); keep the type and stack only.
     span.add_event(
         "exception",
-        {"exception.type": error_type, "exception.message": privacy.REDACTED},
+        {"exception.type": _qualified_name(type(exc)), "exception.message": privacy.REDACTED},
     )
     span.set_attribute(ERROR_TYPE, error_type)
     span.set_status(Status(StatusCode.ERROR, error_type))
@@ -334,13 +343,13 @@ class _ApiCall:
 
     def finish(self, status_code: int, exc: BaseException | None = None) -> None:
         try:
-            error_type = None
-            if exc is not None:
-                error_type = _qualified_name(type(exc)) if status_code >= 500 else str(status_code)
-                if self.span.is_recording():
-                    self.span.set_attribute(ERROR_TYPE, error_type)
-                    if status_code >= 500 and getattr(self.span, "kind", None) is not SpanKind.SERVER:
-                        _mark_failed(self.span, exc, error_type)
+            error_type = http_error_type(status_code)
+            if error_type is not None and self.span.is_recording():
+                # Django's instrumentation says the same on its server span; any other
+                # span (a job calling the view) gets the exception event from here.
+                self.span.set_attribute(ERROR_TYPE, error_type)
+                if exc is not None and getattr(self.span, "kind", None) is not SpanKind.SERVER:
+                    _mark_failed(self.span, exc, error_type)
             record_api_request(self.endpoint, self.method, status_code, time.perf_counter() - self.start, error_type)
         finally:
             context.user_attributes.reset(self.user_token)
@@ -356,8 +365,9 @@ def track_api_metrics(endpoint_name: str | None = None) -> Callable[[F], F]:
     Records ``hcv.api.request.duration`` and ``hcv.api.requests`` by endpoint, method
     and status code, and marks the request's span with the endpoint and the
     (pseudonymised) user. An exception is counted with the status Django will answer for
-    it (500 unless it is an HTTP error such as DRF's validation errors), recorded on the
-    span as an exception event with error status, and re-raised.
+    it (500 unless it is an HTTP error such as DRF's validation errors) and re-raised.
+    ``error.type`` follows :func:`http_error_type`: the status code of a 5xx, nothing for
+    a 4xx.
     """
 
     def decorator(func: F) -> F:

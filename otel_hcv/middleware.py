@@ -10,9 +10,10 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
+from django.utils.deprecation import MiddlewareMixin
 from opentelemetry import trace
 
-from otel_hcv import context, privacy, sdk
+from otel_hcv import context, privacy, routes, sdk
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class RequestContextMiddleware:
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
+        # For the lines Django writes about this request after the span has ended.
+        setattr(request, context.REQUEST_ATTRIBUTE, context.RequestIds(span.get_span_context(), request_id))
         return context.request_id.set(request_id)
 
     def _after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
@@ -93,9 +96,7 @@ class RequestContextMiddleware:
             user_id = privacy.user_id_of(request, resolve=False)
             if user_id is not None:
                 span.set_attributes(privacy.user_attributes(user_id, settings))
-        context.set_finished_request(
-            context.FinishedRequest(span.get_span_context(), request.request_id)  # type: ignore[attr-defined]
-        )
+        context.set_finished_request(getattr(request, context.REQUEST_ATTRIBUTE))
         return response
 
 
@@ -137,3 +138,39 @@ def _cache_absolute_uri(request: HttpRequest) -> None:
         return cache[0]
 
     request.build_absolute_uri = build_absolute_uri  # type: ignore[method-assign]
+
+
+# Where Django's OpenTelemetry middleware keeps the request's server span and the
+# attributes of its http.server.request.duration measurement.
+_UPSTREAM_SPAN_KEY = "opentelemetry-instrumentor-django.span_key"
+_UPSTREAM_DURATION_ATTRIBUTES_KEY = "opentelemetry-instrumentor-django.duration_attr_key"
+HTTP_ROUTE = "http.route"
+
+
+class RouteTemplateMiddleware(MiddlewareMixin):
+    """Gives the server span's name, its ``http.route`` and the ``http.route`` of
+    ``http.server.request.duration`` the readable template of the route
+    (:mod:`otel_hcv.routes`) instead of the regular expression of a ``re_path()`` or a
+    DRF router. otel-hcv places it right after Django's OpenTelemetry middleware, so its
+    ``process_view`` runs just after the one that set the raw route.
+    """
+
+    def process_view(self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
+        span = request.META.get(_UPSTREAM_SPAN_KEY)
+        match = getattr(request, "resolver_match", None)
+        if span is None or match is None:
+            return
+        try:
+            template = routes.route_template(match.route or "", getattr(request, "urlconf", None))
+            request.route_template = template  # type: ignore[attr-defined]
+            if span.is_recording():
+                span.set_attribute(HTTP_ROUTE, template)
+                method = getattr(span, "name", "").partition(" ")[0] or request.method or "HTTP"
+                span.update_name(f"{method} {template}")
+            duration_attributes = request.META.get(_UPSTREAM_DURATION_ATTRIBUTES_KEY)
+            if isinstance(duration_attributes, dict):
+                duration_attributes[HTTP_ROUTE] = template
+                if "http.target" in duration_attributes:  # the old conventions' name for it
+                    duration_attributes["http.target"] = template
+        except Exception:  # telemetry never breaks a request
+            logger.debug("otel-hcv: no route template for this request", exc_info=True)

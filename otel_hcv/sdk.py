@@ -14,6 +14,7 @@ import atexit
 import functools
 import logging
 import os
+import signal
 import sys
 import threading
 import uuid
@@ -90,6 +91,9 @@ SHUTDOWN_TIMEOUT_SECONDS = 3.0
 # ready() then finishes the setup. Without it, only an explicit configure() exports, so
 # management commands and plain test runs send nothing anywhere.
 auto_instrumentation = False
+# Which of this package's launcher entry points ``opentelemetry-instrument`` loaded.
+distro_loaded = False
+configurator_loaded = False
 
 _lock = threading.RLock()
 _active: Telemetry | None = None
@@ -183,10 +187,26 @@ def is_autoreload_watcher(argv: Sequence[str] | None = None, environ: Mapping[st
     return "runserver" in argv and "--noreload" not in argv and environ.get("RUN_MAIN") != "true"
 
 
-def apply_otel_env_defaults(environ: MutableMapping[str, str] | None = None) -> None:
+# Under Django's development server metrics are exported every 5 s instead of the SDK's
+# 60 s, so a developer sees them about as soon as spans and logs. Elsewhere the SDK's
+# default stands (one export a minute per process is plenty for Prometheus).
+DEVELOPMENT_METRIC_EXPORT_INTERVAL_MS = "5000"
+
+
+def is_development_server(argv: Sequence[str] | None = None) -> bool:
+    """``manage.py runserver`` (or django-extensions' ``runserver_plus``)."""
+    argv = sys.argv if argv is None else argv
+    return any(arg in ("runserver", "runserver_plus") for arg in argv[1:3])
+
+
+def apply_otel_env_defaults(
+    environ: MutableMapping[str, str] | None = None, argv: Sequence[str] | None = None
+) -> None:
     environ = os.environ if environ is None else environ
     for name, value in OTEL_ENV_DEFAULTS.items():
         environ.setdefault(name, value)
+    if is_development_server(argv):
+        environ.setdefault("OTEL_METRIC_EXPORT_INTERVAL", DEVELOPMENT_METRIC_EXPORT_INTERVAL_MS)
 
 
 def resource_attributes(settings: conf.Settings) -> dict[str, str]:
@@ -226,10 +246,10 @@ def configure(**overrides: Any) -> Telemetry | None:
         if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return None
         if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            logger.warning(
-                "otel-hcv: another setup already installed the global OpenTelemetry providers, "
-                "so otel-hcv's are not used; with opentelemetry-distro installed, set "
-                "OTEL_PYTHON_DISTRO=otel_hcv and OTEL_PYTHON_CONFIGURATOR=otel_hcv"
+            from otel_hcv import launcher
+
+            launcher.report(
+                "another setup already installed the global OpenTelemetry providers, so otel-hcv's are not used"
             )
             return None
         if is_prefork_master():
@@ -243,7 +263,50 @@ def configure(**overrides: Any) -> Telemetry | None:
         _warn_about_privacy_opt_outs(settings)
         _active = Telemetry(settings, providers=providers)
         _after_providers(_active)
+        _flush_on_sigterm()
+        logger.info("otel-hcv: %s", export_summary(settings))
         return _active
+
+
+def export_summary(settings: conf.Settings, environ: Mapping[str, str] | None = None) -> str:
+    """One line saying where telemetry goes and how often metrics leave."""
+    environ = os.environ if environ is None else environ
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", OTEL_ENV_DEFAULTS["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    protocol = environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", OTEL_ENV_DEFAULTS["OTEL_EXPORTER_OTLP_PROTOCOL"])
+    try:
+        interval = float(environ.get("OTEL_METRIC_EXPORT_INTERVAL", "60000")) / 1000
+    except ValueError:
+        interval = 60.0
+    return (
+        f"service {settings.service_name!r} exports traces, metrics and logs over OTLP ({protocol}) "
+        f"to {endpoint}; metrics every {interval:g} s"
+    )
+
+
+def _flush_on_sigterm() -> None:
+    """Flush telemetry (at most SHUTDOWN_TIMEOUT_SECONDS) when SIGTERM ends the process.
+
+    Python's default for SIGTERM ends the process on the spot, without the exit hooks
+    that flush, so a development server stopped by a process manager would lose its last
+    spans and metrics. Only when nobody else handles SIGTERM: gunicorn and uvicorn install
+    their own handlers and exit normally, which flushes at exit. After the flush the
+    signal is delivered again with the default action, so the exit status still says
+    "terminated by SIGTERM".
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def flush_then_terminate(signum: int, frame: Any) -> None:
+            shutdown()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, flush_then_terminate)
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        return
 
 
 def install_for_tests(
@@ -409,6 +472,10 @@ def attach_logging_handler(telemetry: Telemetry | None = None) -> None:
         _overwrite_logging_config_fns(telemetry.logging_handler)
     if telemetry.logging_handler not in root.handlers:
         root.addHandler(telemetry.logging_handler)
+    if telemetry.settings.json_access_logs:
+        from otel_hcv.servers import adopt_access_logs
+
+        adopt_access_logs(telemetry.logging_handler)
     _remove_unredacted_otlp_handlers(root, telemetry.logging_handler)
 
 
@@ -449,16 +516,19 @@ def instrument_django(settings: conf.Settings) -> None:
         if "OTEL_PYTHON_DJANGO_EXCLUDED_URLS" not in os.environ:
             kwargs["excluded_urls"] = ",".join(settings.excluded_urls)
         instrumentor.instrument(**kwargs)
-    _insert_middleware_before(django_settings, DjangoInstrumentor._opentelemetry_middleware, ABSOLUTE_URI_CACHE)
+    anchor = DjangoInstrumentor._opentelemetry_middleware
+    _insert_middleware(django_settings, anchor, ABSOLUTE_URI_CACHE, after=False)
+    _insert_middleware(django_settings, anchor, ROUTE_TEMPLATES, after=True)
 
 
 ABSOLUTE_URI_CACHE = "otel_hcv.middleware.AbsoluteUriCacheMiddleware"
+ROUTE_TEMPLATES = "otel_hcv.middleware.RouteTemplateMiddleware"
 
 
-def _insert_middleware_before(django_settings: Any, anchor: str, middleware: str) -> None:
-    """Put ``middleware`` right before ``anchor`` in ``MIDDLEWARE`` (once)."""
+def _insert_middleware(django_settings: Any, anchor: str, middleware: str, *, after: bool) -> None:
+    """Put ``middleware`` right before or after ``anchor`` in ``MIDDLEWARE`` (once)."""
     entries = list(getattr(django_settings, "MIDDLEWARE", None) or [])
     if anchor not in entries or middleware in entries:
         return
-    entries.insert(entries.index(anchor), middleware)
+    entries.insert(entries.index(anchor) + (1 if after else 0), middleware)
     django_settings.MIDDLEWARE = entries

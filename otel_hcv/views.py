@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 
 from otel_hcv import sdk, summary
 
 
-@require_GET
+# The same caching rules as the health endpoints: every answer is of this moment.
+@never_cache
+@require_safe
 def metrics_summary(request: HttpRequest) -> JsonResponse:
     """The plan's ``MetricsView`` fields for the last window, for this process."""
     if sdk.active() is None:

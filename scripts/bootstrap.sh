@@ -29,3 +29,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
   .venv/bin/python -m pip install -q -e ".[dev]"
   echo "$digest" > "$stamp"
 fi
+
+# A second distro makes opentelemetry-instrument pick one of the two at random; the tests
+# that need upstream's distro build an environment of their own. An older .venv may have it.
+if .venv/bin/python -m pip show -q opentelemetry-distro >/dev/null 2>&1; then
+  echo "==> removing opentelemetry-distro from .venv (it competes with otel-hcv's distro)"
+  .venv/bin/python -m pip uninstall -q -y opentelemetry-distro
+fi

@@ -196,7 +196,8 @@ class DiskCheck(BaseCheck):
     def __init__(
         self, paths: Sequence[str] = ("/",), min_free_bytes: int = 1024**3, min_free_percent: float = 5.0
     ) -> None:
-        self.name = "disk"
+        # The monitoring plan's name for this check, in the JSON and on the gauges alike.
+        self.name = "disk_space"
         self.paths = tuple(paths)
         self.min_free_bytes = min_free_bytes
         self.min_free_percent = min_free_percent

@@ -126,6 +126,10 @@ def configured_checks(settings: Settings) -> list[Check]:
     return list(by_name.values())
 
 
+# Names an earlier release gave built-in checks, still accepted in HEALTH_NON_CRITICAL.
+LEGACY_CHECK_NAMES = {"disk": "disk_space"}
+
+
 def is_critical(check: Check, settings: Settings) -> bool:
     """False when the check says so or ``health_non_critical`` names it (or its kind).
 
@@ -134,7 +138,8 @@ def is_critical(check: Check, settings: Settings) -> bool:
     if not getattr(check, "critical", True):
         return False
     name = check.name
-    return not any(name == entry or name.startswith(entry + ".") for entry in settings.health_non_critical)
+    entries = {LEGACY_CHECK_NAMES.get(entry, entry) for entry in settings.health_non_critical}
+    return not any(name == entry or name.startswith(entry + ".") for entry in entries)
 
 
 __all__ = ["BaseCheck", "configured_checks", "is_critical", "register", "registered", "unregister"]

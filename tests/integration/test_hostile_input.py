@@ -161,7 +161,7 @@ def test_very_large_body_is_413(server):
     assert response.strip()
 
 
-def test_failures_are_counted_by_error_type(server):
+def test_client_errors_are_counted_by_status_without_error_type(server):
     service, receiver = server
     url = f"{service.url}/api/diagnose/"
     sent = Counter()
@@ -179,10 +179,11 @@ def test_failures_are_counted_by_error_type(server):
         latest[(resource["service.instance.id"], tuple(sorted(attributes(point.attributes).items())))] = point
     for (_, key), point in latest.items():
         attrs = dict(key)
-        if "error.type" in attrs:
-            counted[attrs["error.type"]] += point.as_int
-    for error_type, count in sent.items():
-        assert counted[error_type] >= count, (counted, sent)
+        counted[str(attrs["http.response.status_code"])] += point.as_int
+        # The HTTP conventions: a 4xx is the client's error, not the server's.
+        assert "error.type" not in attrs or attrs["http.response.status_code"] >= 500, attrs
+    for status, count in sent.items():
+        assert counted[status] >= count, (counted, sent)
     assert "500" not in counted
 
 

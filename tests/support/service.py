@@ -56,16 +56,19 @@ def manage(args: Sequence[str], env: Mapping[str, str]) -> str:
 
 
 class ServiceProcess:
-    """``opentelemetry-instrument python manage.py runserver`` (or any command) in example/."""
+    """``opentelemetry-instrument python manage.py runserver`` (or any command), run in
+    example/ unless ``cwd`` names another project."""
 
-    def __init__(self, command: Sequence[str], env: Mapping[str, str], port: int, log_path: Path) -> None:
+    def __init__(
+        self, command: Sequence[str], env: Mapping[str, str], port: int, log_path: Path, cwd: Path = EXAMPLE
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             list(command),
-            cwd=EXAMPLE,
+            cwd=cwd,
             env=dict(env),
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -1,7 +1,7 @@
 import logging
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -41,3 +41,17 @@ async def async_view(request: HttpRequest) -> JsonResponse:
 @track_api_metrics("failing_async")
 async def failing_async_view(request: HttpRequest) -> JsonResponse:
     raise ValueError("boom")
+
+
+class GuardedView(APIView):
+    """Answers with DRF's own 4xx responses, which Django logs after the middleware chain."""
+
+    def get(self, request: Request) -> Response:
+        outcome = request.query_params.get("outcome", "")
+        if outcome == "unauthorized":
+            raise exceptions.NotAuthenticated()
+        if outcome == "missing":
+            raise exceptions.NotFound()
+        if outcome == "invalid":
+            raise exceptions.ValidationError({"value": ["not a number"]})
+        return Response({"ok": True})

@@ -273,11 +273,11 @@ def test_default_checks_follow_djangos_settings(settings):
     settings.DATABASES = {**settings.DATABASES, "replica": dict(settings.DATABASES["default"])}
     settings.CACHES = {**settings.CACHES, "sessions": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert names(default_checks(conf.Settings())) == [
-        "database", "database.replica", "cache", "cache.sessions", "disk", "memory",
+        "database", "database.replica", "cache", "cache.sessions", "disk_space", "memory",
     ]  # fmt: skip
     with_model = default_checks(conf.Settings(health_model_probe="diagnosis.model.health_probe"))
     assert names(with_model)[-1] == "ai_model"
-    disk = next(c for c in with_model if c.name == "disk")
+    disk = next(c for c in with_model if c.name == "disk_space")
     assert disk.paths == ("/",) and disk.min_free_bytes == 1024**3
 
 
@@ -361,8 +361,9 @@ def test_register_rejects_what_is_not_a_check():
 @pytest.mark.parametrize(
     ("name", "non_critical", "critical"),
     [
-        ("disk", ("disk", "memory"), False),
-        ("database", ("disk", "memory"), True),
+        ("disk_space", ("disk_space", "memory"), False),
+        ("database", ("disk_space", "memory"), True),
+        ("disk_space", ("disk",), False),  # the name of earlier releases still counts
         ("cache.sessions", ("cache",), False),
         ("cache_warmer", ("cache",), True),  # a prefix only counts up to a dot
     ],

@@ -54,7 +54,7 @@ def test_status_per_check_with_its_criticality(otel_capture, runner):
     assert latest(otel_capture, "hcv.health.status") == {
         (("hcv.health.check", "database"), ("hcv.health.critical", True)): 1,
         (("hcv.health.check", "cache"), ("hcv.health.critical", True)): 0,
-        (("hcv.health.check", "disk"), ("hcv.health.critical", False)): 1,
+        (("hcv.health.check", "disk_space"), ("hcv.health.critical", False)): 1,
         (("hcv.health.check", "memory"), ("hcv.health.critical", False)): 1,
     }
 

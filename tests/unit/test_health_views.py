@@ -93,16 +93,18 @@ def test_a_failing_check_gives_503_with_a_generic_message(client, use_checks):
 
 
 def test_ready_consults_critical_checks_only(client, use_checks):
-    use_checks(FixedCheck("database"), FixedCheck("disk", healthy=False), FixedCheck("extra", False, critical=False))
+    use_checks(
+        FixedCheck("database"), FixedCheck("disk_space", healthy=False), FixedCheck("extra", False, critical=False)
+    )
     assert client.get("/health/").status_code == 503  # the full picture includes them
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert list(ready.json()["checks"]) == ["database"]  # "disk" is non-critical by default
+    assert list(ready.json()["checks"]) == ["database"]  # "disk_space" is non-critical by default
     assert client.get("/health/ready/").status_code == 200
 
 
 def test_ready_fails_with_a_critical_check(client, use_checks):
-    use_checks(FixedCheck("database", healthy=False), FixedCheck("disk"))
+    use_checks(FixedCheck("database", healthy=False), FixedCheck("disk_space"))
     response = client.get("/health/ready")
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": {"healthy": False, "message": "failing"}}
@@ -127,13 +129,13 @@ def test_live_touches_no_dependency(client):
 
 
 def test_the_token_shows_messages_details_and_durations(client, use_checks, health_token):
-    use_checks(FixedCheck("database"), FixedCheck("cache", healthy=False), FixedCheck("disk"))
+    use_checks(FixedCheck("database"), FixedCheck("cache", healthy=False), FixedCheck("disk_space"))
     response = client.get("/health/", headers=bearer(health_token))
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["database"]["message"] == "database answered"
     assert checks["database"]["details"] == {"latency_seconds": 0.001}
-    assert checks["database"]["critical"] is True and checks["disk"]["critical"] is False
+    assert checks["database"]["critical"] is True and checks["disk_space"]["critical"] is False
     assert checks["database"]["duration_seconds"] >= 0
     assert checks["cache"] == {
         "healthy": False,
@@ -244,7 +246,7 @@ def test_the_default_checks_of_the_test_project_pass(client):
     try:
         response = client.get("/health/", headers={})
         body = json.loads(response.content)
-        assert set(body["checks"]) == {"database", "cache", "disk", "memory"}
+        assert set(body["checks"]) == {"database", "cache", "disk_space", "memory"}
         assert body["checks"]["database"]["healthy"] and body["checks"]["cache"]["healthy"]
     finally:
         runner_module.set_runner(previous)
@@ -260,3 +262,16 @@ def test_a_503_is_not_logged_as_a_server_error_per_request(client, use_checks, c
     assert [r.getMessage() for r in caplog.records if r.name == "otel_hcv.health.runner"] == [
         "health check cache is failing: cache unreachable (ConnectionError)"
     ]
+
+
+@pytest.mark.parametrize("path", ["/metrics/", "/health/live"])
+def test_metrics_summary_is_cached_like_the_health_endpoints(client, path):
+    health = client.get("/health/")
+    answer = client.get(path)
+    assert answer.status_code == 200
+    for header in ("Cache-Control", "Expires"):
+        assert answer[header].split(",") if header == "Cache-Control" else answer[header]
+    assert sorted(answer["Cache-Control"].split(", ")) == sorted(health["Cache-Control"].split(", "))
+    assert "no-store" in answer["Cache-Control"]
+    assert client.head(path).status_code == 200
+    assert client.post(path).status_code == 405

@@ -115,7 +115,7 @@ def test_access_log_lines_carry_the_finished_request_ids():
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("request") as span:
         served = span.get_span_context()
-    context.set_finished_request(context.FinishedRequest(served, "req-done"))
+    context.set_finished_request(context.RequestIds(served, "req-done"))
     try:
         record = logging.LogRecord("django.server", logging.INFO, __file__, 1, '"GET / HTTP/1.1" 200', (), None)
         entry = json.loads(StructuredFormatter().format(record))

@@ -117,9 +117,12 @@ def test_validation_error_is_a_4xx_not_an_error_span(client, otel_capture):
     span = server_span(otel_capture)
     assert span.status.status_code is StatusCode.UNSET
     assert span.attributes["http.response.status_code"] == 400
-    assert span.attributes["error.type"] == "400"
+    assert "error.type" not in span.attributes  # a 4xx is the client's error, not the server's
     assert not [e for e in span.events if e.name == "exception"]
-    assert api_points(otel_capture)[("test_diagnosis", 400)].attributes["error.type"] == "400"
+    assert "error.type" not in api_points(otel_capture)[("test_diagnosis", 400)].attributes
+    (duration,) = [p for p in otel_capture.metric_points("http.server.request.duration")]
+    assert duration.attributes["http.response.status_code"] == 400
+    assert "error.type" not in duration.attributes
 
 
 @pytest.mark.django_db
@@ -134,9 +137,15 @@ def test_exception_is_status_500_with_exception_event_and_reraised(client, otel_
     (event,) = [e for e in span.events if e.name == "exception"]
     assert event.attributes["exception.type"] == "RuntimeError"
     assert event.attributes["exception.message"] == REDACTED
-    assert span.attributes["error.type"] == "500"  # the server span's convention; the event has the class
+    # One error.type for the request on the span and both metrics; the event has the class.
+    assert span.attributes["error.type"] == "500"
     point = api_points(otel_capture)[("test_diagnosis", 500)]
-    assert point.attributes["error.type"] == "RuntimeError"
+    assert point.attributes["error.type"] == "500"
+    (duration,) = [p for p in otel_capture.metric_points("http.server.request.duration")]
+    assert duration.attributes["error.type"] == "500"
+    # The diagnosis is an operation, not a request: its error.type is the exception's class.
+    (diagnosis,) = otel_capture.spans("hcv.diagnosis")
+    assert diagnosis.attributes["error.type"] == "RuntimeError"
 
 
 @pytest.mark.django_db
@@ -159,7 +168,7 @@ async def test_async_views(async_client, otel_capture):
 
     points = api_points(otel_capture)
     assert points[("async_endpoint", 200)].value == 1
-    assert points[("failing_async", 500)].attributes["error.type"] == "ValueError"
+    assert points[("failing_async", 500)].attributes["error.type"] == "500"
     (failed,) = [s for s in otel_capture.spans() if s.attributes.get("hcv.endpoint") == "failing_async"]
     assert failed.status.status_code is StatusCode.ERROR
     assert [e.attributes["exception.type"] for e in failed.events if e.name == "exception"] == ["ValueError"]

@@ -128,3 +128,33 @@ def test_upstream_middleware_builds_the_absolute_uri_once(client, otel_capture, 
     assert calls == ["?"]  # upstream asks three times: request, view, response
     assert "build_absolute_uri" not in vars(response.wsgi_request)  # no request <-> closure cycle left
     assert server_span(otel_capture).attributes["http.route"] == "diagnose/"
+
+
+@pytest.mark.parametrize(("outcome", "status", "message"), [
+    ("unauthorized", 403, "Forbidden"), ("missing", 404, "Not Found"), ("invalid", 400, "Bad Request"),
+])  # fmt: skip
+def test_djangos_4xx_lines_written_after_the_span_carry_its_ids(client, otel_capture, outcome, status, message):
+    import json
+
+    from otel_hcv.logging import StructuredFormatter
+
+    lines: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = lines.append  # type: ignore[method-assign]
+    django_request = logging.getLogger("django.request")
+    django_request.addHandler(handler)
+    try:
+        response = client.get(f"/guarded/?outcome={outcome}", headers={"X-Request-ID": f"req-{outcome}"})
+    finally:
+        django_request.removeHandler(handler)
+    assert response.status_code == status
+    span = server_span(otel_capture)
+    (record,) = [r for r in lines if r.getMessage().startswith(message)]
+    entry = json.loads(StructuredFormatter().format(record))
+    assert entry["trace_id"] == format(span.context.trace_id, "032x")
+    assert entry["span_id"] == format(span.context.span_id, "016x")
+    assert entry["request_id"] == f"req-{outcome}"
+    (exported,) = [r for r in otel_capture.logs() if str(r.log_record.body).startswith(message)]
+    assert exported.log_record.trace_id == span.context.trace_id
+    assert exported.log_record.span_id == span.context.span_id
+    assert exported.log_record.attributes["request_id"] == f"req-{outcome}"

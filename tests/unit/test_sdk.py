@@ -132,7 +132,8 @@ print(json.dumps({"telemetry": otel_hcv.configure() is None, "log": stream.getva
 """
     )
     assert result["telemetry"] is True
-    assert "OTEL_PYTHON_CONFIGURATOR=otel_hcv" in result["log"]
+    assert "OTEL_PYTHON_DISTRO=otel_hcv" in result["log"] and "OTEL_PYTHON_CONFIGURATOR=otel_hcv" in result["log"]
+    assert result["log"].count("otel-hcv:") == 1
 
 
 @pytest.mark.parametrize(
