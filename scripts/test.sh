@@ -16,7 +16,7 @@ step "Python environment"
 bash scripts/bootstrap.sh || exit 1
 PY=.venv/bin/python
 
-step "Backend stack: install (first run builds the collector and Jaeger: several minutes)"
+step "Backend stack: install (first run builds the collector, Jaeger and its UI: several minutes)"
 bash scripts/stack.sh install || exit 1
 step "Backend stack: start"
 bash scripts/stack.sh start || exit 1
