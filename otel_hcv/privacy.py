@@ -84,8 +84,9 @@ CREDENTIAL_TERMS: tuple[str, ...] = (
     "private key", "signature", "dsn", "bearer", "jwt", "otp",
 )  # fmt: skip
 # A key token that merely contains one of these is a credential too ("csrftoken", "xauthtoken").
+# ("authoriz" is not one: Django's "Unauthorized: /path" lines would lose their path.)
 CREDENTIAL_STEMS: tuple[str, ...] = ("passw", "token", "secret", "csrf", "xsrf", "apikey", "cookie", "credential",
-                                     "authoriz", "sessionid")  # fmt: skip
+                                     "sessionid")  # fmt: skip
 
 # Attribute keys whose values are facts about software and infrastructure, not about a person:
 # the semantic conventions' keys the instrumentations this package uses set, and our own.
@@ -121,6 +122,8 @@ SAFE_ATTRIBUTE_KEYS: frozenset[str] = frozenset({
     "telemetry.sdk.version", "telemetry.distro.name", "telemetry.distro.version",
     # the monitoring plan's log fields and Django's own log extras
     "request_id", "endpoint", "status_code", "method", "duration", "duration_ms", "trace_id", "span_id",
+    # servers' access lines (otel_hcv.servers)
+    "http.server.request.duration", "url.path",
 })  # fmt: skip
 
 # Loggers whose message arguments are written as they are (strings still pass the credential
@@ -261,6 +264,8 @@ _AFTER_LAB = re.compile(rf"(?:[^\d\n&;|]{{0,24}}?{_NUMBER})+")
 _DECIMAL = re.compile(r"(?<![\w.,])(?<!HTTP/)\d+[.,]\d+(?![.,]?\d)(?![\w.]*\.\d)")
 # Numbers inside brackets or braces: a list, tuple, dict or set written out.
 _BRACKETED = re.compile(r"[\[{(][^\[\]{}()\n]*\d[^\[\]{}()\n]*[\]})]")
+# A number that is not part of a name ("arg1" in a route template "{arg1}" is a name).
+_STANDALONE_NUMBER = re.compile(rf"(?<![A-Za-z_]){_NUMBER}(?![A-Za-z_])")
 # A path ("/api/x/?q=1") or URL ("https://h/x?q=1") inside free text.
 _PATH_IN_TEXT = re.compile(r"(?i)(?:\b[a-z][a-z0-9+.\-]*://[^\s\"'<>]+|(?<![\w/:.])/[^\s\"'<>]*)")
 _MAYBE_SENSITIVE = re.compile(r"[@:=/]|eyJ|(?i:bearer|token|basic)")
@@ -322,7 +327,7 @@ def screen_text(text: str, settings: conf.Settings, *, strict: bool = True) -> s
     text = _screen_pairs(text, rules)
     text = _screen_lab_numbers(text, rules)
     if strict:
-        text = _BRACKETED.sub(lambda m: _redact_numbers(m.group(0)), text)
+        text = _BRACKETED.sub(lambda m: _STANDALONE_NUMBER.sub(REDACTED, m.group(0)), text)
         text = _DECIMAL.sub(REDACTED, text)
     return text
 
