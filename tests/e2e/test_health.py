@@ -191,7 +191,7 @@ def test_all_healthy_gives_200(service):
     status, body, _ = get(f"{service.url}/health/")
     assert status == 200
     assert body["status"] == "healthy"
-    names = ("database", "cache", "disk", "memory", "ai_model", "counting")
+    names = ("database", "cache", "disk_space", "memory", "ai_model", "counting")
     assert body["checks"] == {name: {"healthy": True, "message": "ok"} for name in names}
     assert get(f"{service.url}/health/live")[0] == 200
 
@@ -214,12 +214,12 @@ def test_health_gauges_reach_prometheus(service, prometheus):
     def statuses():
         result = prometheus.query(f"hcv_health_status{{{job}}}")
         checks = {r["metric"]["hcv_health_check"] for r in result}
-        return result if {"database", "cache", "ai_model", "disk", "memory"} <= checks else None
+        return result if {"database", "cache", "ai_model", "disk_space", "memory"} <= checks else None
 
     result = eventually(statuses, timeout=60)
     assert all(r["value"][1] == "1" for r in result)
     critical = {r["metric"]["hcv_health_check"]: r["metric"]["hcv_health_critical"] for r in result}
-    assert critical["database"] == "true" and critical["disk"] == "false" and critical["counting"] == "false"
+    assert critical["database"] == "true" and critical["disk_space"] == "false" and critical["counting"] == "false"
     for series in (
         "hcv_health_check_duration_seconds",
         'hcv_health_disk_free_bytes{hcv_disk_path="/"}',

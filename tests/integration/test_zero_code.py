@@ -43,7 +43,7 @@ def otel_env(receiver: OtlpReceiver, **extra: str) -> dict[str, str]:
         "OTEL_BLRP_SCHEDULE_DELAY": "200",
         "OTEL_METRIC_EXPORT_INTERVAL": "500",
         "HCV_PSEUDONYM_KEY": PSEUDONYM_KEY,
-        # Both entry points are installed next to opentelemetry-distro's (a dev dependency).
+        # Named as a user with several distros installed would (tests/integration/test_competing_distro.py).
         "OTEL_PYTHON_DISTRO": "otel_hcv",
         **extra,
     }
