@@ -670,8 +670,11 @@ def _pseudonymous_or_raw_user(value: Any, settings: conf.Settings) -> Any:
     return pseudonymize_user_id(value, settings)
 
 
+# Captured headers that never leave: client addresses, and the propagation headers a client
+# fills with free-form entries (trace state, baggage), which the span carries in their own form.
 _ADDRESS_HEADERS = frozenset({"x-forwarded-for", "x-real-ip", "forwarded", "x-client-ip", "true-client-ip",
-                              "cf-connecting-ip", "x-cluster-client-ip", "remote-addr"})  # fmt: skip
+                              "cf-connecting-ip", "x-cluster-client-ip", "remote-addr",
+                              "tracestate", "baggage", "sentry-trace"})  # fmt: skip
 
 
 def _client_address(value: Any, settings: conf.Settings) -> Any:

@@ -283,6 +283,8 @@ def test_captured_credential_headers_are_redacted(outputs, client, monkeypatch):
         HTTP_X_PATIENT_NAME=f"{FIRST} {LAST}",
         HTTP_X_REAL_IP=CLIENT_IP,
         HTTP_X_HARMLESS="kept",
+        HTTP_TRACESTATE=f"who={USERNAME}",
+        HTTP_BAGGAGE=f"user={USERNAME}",
     )
     (span,) = [s for s in outputs.capture.spans() if s.kind is trace.SpanKind.SERVER]
     headers = {k: v for k, v in span.attributes.items() if k.startswith("http.request.header.")}
