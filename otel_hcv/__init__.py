@@ -7,18 +7,26 @@ Public API::
     trace_diagnosis(model_version)    span + metrics around one prediction
     record_diagnosis(duration, success, user_id=None, ...)
     MetricsCollector                  the monitoring plan's method names
+
+The names load on first use, so importing a leaf module (``otel_hcv.conf``) does not load
+the OpenTelemetry SDK or Django.
 """
 
-from otel_hcv.metrics import (
-    MetricsCollector,
-    record_api_request,
-    record_diagnosis,
-    trace_diagnosis,
-    track_api_metrics,
-)
-from otel_hcv.sdk import configure
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "configure": "otel_hcv.bootstrap",
+    "MetricsCollector": "otel_hcv.tracking",
+    "record_api_request": "otel_hcv.metrics",
+    "record_diagnosis": "otel_hcv.metrics",
+    "trace_diagnosis": "otel_hcv.tracking",
+    "track_api_metrics": "otel_hcv.tracking",
+}
 
 __all__ = [
     "MetricsCollector",
@@ -28,3 +36,17 @@ __all__ = [
     "trace_diagnosis",
     "track_api_metrics",
 ]
+
+if TYPE_CHECKING:
+    from otel_hcv.bootstrap import configure
+    from otel_hcv.metrics import record_api_request, record_diagnosis
+    from otel_hcv.tracking import MetricsCollector, trace_diagnosis, track_api_metrics
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_hcv' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value

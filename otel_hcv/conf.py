@@ -4,7 +4,7 @@ Sources, later ones winning: built-in defaults, the ``OTEL_HCV`` dict in Django
 settings (when Django is configured), then ``HCV_*`` environment variables. Standard
 ``OTEL_*`` variables are not read here: they keep their upstream meaning and are read
 by the OpenTelemetry SDK itself; this package only supplies defaults for them
-(see :func:`otel_hcv.sdk.apply_otel_env_defaults`).
+(see :func:`otel_hcv.bootstrap.apply_otel_env_defaults`).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
-from otel_hcv import sdk
+from otel_hcv import bootstrap, state
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +48,14 @@ def _log_correlation_requested() -> bool:
 
 class OtelHcvDistro(BaseDistro):
     def _configure(self, **kwargs: Any) -> None:
-        sdk.auto_instrumentation = True
-        sdk.distro_loaded = True
+        state.launch.auto_instrumentation = True
+        state.launch.distro_loaded = True
         os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", ENTRY_POINT_NAME)
-        sdk.apply_otel_env_defaults()
+        bootstrap.apply_otel_env_defaults()
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         if entry_point.name == "django" and _django_settings_pending():
-            return  # instrumented by otel_hcv.sdk.configure() from the app's ready()
+            return  # instrumented by otel_hcv.bootstrap.configure() from the app's ready()
         if entry_point.name == "logging" and not _log_correlation_requested():
             # Our JSON lines and OTLP records read the trace context themselves; upstream's
             # instrumentation would only add a record factory call to every log record (and,
@@ -70,8 +70,8 @@ class OtelHcvDistro(BaseDistro):
 
 class OtelHcvConfigurator(_BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
-        sdk.auto_instrumentation = True  # also when named without our distro
-        sdk.configurator_loaded = True
+        state.launch.auto_instrumentation = True  # also when named without our distro
+        state.launch.configurator_loaded = True
         if _django_settings_pending():
             return
-        sdk.configure()
+        bootstrap.configure()

@@ -19,6 +19,8 @@ import os
 import sys
 from typing import Any
 
+from otel_hcv import lifecycle, state
+
 logger = logging.getLogger("otel_hcv")
 
 ENTRY_POINT_NAME = "otel_hcv"
@@ -29,9 +31,8 @@ FIX = (
 # Set once reported, so a server's child processes (runserver's, uvicorn's workers) stay quiet.
 REPORTED_VARIABLE = "OTEL_HCV_LAUNCHER_REPORTED"
 SYSTEM_CHECK_ID = "otel_hcv.W001"
-
-_reported = False
-
+# The lifecycle.once() key of the report.
+REPORT_ONCE = "launcher.report"
 
 def auto_instrumentation_ran() -> bool:
     """``opentelemetry-instrument`` (or a call of its ``initialize()``) set up this process."""
@@ -46,18 +47,16 @@ def _other_entry_points(group: str) -> list[str]:
 
 def problem() -> str | None:
     """What the launcher did instead of loading otel-hcv, or None when all is well."""
-    from otel_hcv import sdk
-
     if not auto_instrumentation_ran():
         return None
-    if not sdk.distro_loaded:
+    if not state.launch.distro_loaded:
         chosen = os.environ.get("OTEL_PYTHON_DISTRO") or ", ".join(_other_entry_points("opentelemetry_distro"))
         return (
             f"opentelemetry-instrument loaded another distro ({chosen or 'its default'}) instead of otel-hcv's, "
             "so otel-hcv's defaults and its deferred Django set-up are not in force: expect nothing exported, "
             "or manage.py failing with errors that look unrelated (\"You must set settings.ALLOWED_HOSTS\")"
         )
-    if not sdk.configurator_loaded:
+    if not state.launch.configurator_loaded:
         chosen = os.environ.get("OTEL_PYTHON_CONFIGURATOR") or ", ".join(
             _other_entry_points("opentelemetry_configurator")
         )
@@ -70,11 +69,9 @@ def problem() -> str | None:
 
 def report(text: str | None = None) -> bool:
     """Log ``text`` (default: :func:`problem`) as one error line, once per process tree."""
-    global _reported
     text = text or problem()
-    if not text or _reported or os.environ.get(REPORTED_VARIABLE):
+    if not text or os.environ.get(REPORTED_VARIABLE) or not lifecycle.once(REPORT_ONCE):
         return False
-    _reported = True
     os.environ[REPORTED_VARIABLE] = "1"
     # Before logging is configured this reaches stderr through logging's last resort.
     logger.error("otel-hcv: %s. Fix: %s.", text, FIX)

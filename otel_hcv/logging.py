@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,8 @@ from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.trace import SpanContext
 
-from otel_hcv import accounting, context, privacy, sdk
+from otel_hcv import accounting, context, privacy, state
+from otel_hcv.conf import Settings
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -52,13 +54,12 @@ class SafeFields:
 _last_safe_fields = threading.local()
 
 
-def safe_fields(record: logging.LogRecord) -> SafeFields:
+def safe_fields(record: logging.LogRecord, settings: Settings) -> SafeFields:
     """The record's :class:`SafeFields`, worked out once: the console line and the OTLP
     export of a record (two handlers, one after the other on the logging thread) share them."""
     last = getattr(_last_safe_fields, "entry", None)
     if last is not None and last[0]() is record:
         return last[1]
-    settings = sdk.current_settings()
     fields = SafeFields(
         message=safe_message(record, settings),
         extras=safe_extras(record, settings),
@@ -72,7 +73,10 @@ def safe_fields(record: logging.LogRecord) -> SafeFields:
 
 class StructuredFormatter(logging.Formatter):
     """One JSON object per line. ``json.dumps`` escapes newlines and quotes, so a message
-    cannot forge a second record."""
+    cannot forge a second record.
+
+    Built by Django's ``dictConfig`` from ``LOGGING``, so it reads the settings in force from
+    :mod:`otel_hcv.state`."""
 
     def format(self, record: logging.LogRecord) -> str:
         try:
@@ -82,7 +86,7 @@ class StructuredFormatter(logging.Formatter):
             return json.dumps({"level": record.levelname, "logger": record.name, "message": privacy.REDACTED})
 
     def _format(self, record: logging.LogRecord) -> str:
-        fields = safe_fields(record)
+        fields = safe_fields(record, state.current_settings())
         entry: dict[str, Any] = {
             "timestamp": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
             .isoformat(timespec="milliseconds")
@@ -149,19 +153,23 @@ def record_span_context(record: logging.LogRecord) -> SpanContext | None:
 class OtlpLoggingHandler(LoggingHandler):
     """The OpenTelemetry logging handler, exporting of each record only what may leave
     the process (the same rules as the JSON console lines). The OTLP record is built
-    here from the safe fields directly, rather than from a redacted copy of the record."""
+    here from the safe fields directly, rather than from a redacted copy of the record.
+
+    ``settings_source`` returns the settings in force (default: :func:`otel_hcv.state.current_settings`).
+    """
 
     _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, settings_source: Callable[[], Settings] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._settings = settings_source or state.current_settings
         self._otel_loggers: dict[str, Any] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(_SDK_LOGGER):
             return  # the SDK's own diagnostics would feed the queue they report on
         try:
-            fields = safe_fields(record)
+            fields = safe_fields(record, self._settings())
             attributes = {**fields.extras, **fields.exception} if fields.exception else fields.extras
             context = get_current()
             span_context = fields.span_context

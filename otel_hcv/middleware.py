@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 from opentelemetry import trace
 
-from otel_hcv import context, privacy, routes, sdk
+from otel_hcv import context, privacy, routes, state
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class RequestContextMiddleware:
             context.request_id.reset(token)
 
     def _before(self, request: HttpRequest) -> Any:
-        settings = sdk.current_settings()
+        settings = state.current_settings()
         header = settings.request_id_header
         # request.META, not request.headers: building the headers mapping costs more than the lookup.
         incoming = request.META.get("HTTP_" + header.upper().replace("-", "_"))
@@ -89,7 +89,7 @@ class RequestContextMiddleware:
         return context.request_id.set(request_id)
 
     def _after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
-        settings = sdk.current_settings()
+        settings = state.current_settings()
         response[settings.request_id_header] = request.request_id  # type: ignore[attr-defined]
         span = trace.get_current_span()
         if span.is_recording():

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from otel_hcv import conf, sentry_events
+from otel_hcv import conf, lifecycle, sentry_events
+from otel_hcv.exporters import RedactingSpanExporter
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,6 @@ ENV_DSN = conf.SENTRY_DSN_ENV
 ENV_ENVIRONMENT = "SENTRY_ENVIRONMENT"
 ENV_RELEASE = "SENTRY_RELEASE"
 
-_lock = threading.Lock()
-_initialised = False
 
 
 @dataclass(frozen=True)
@@ -82,27 +80,24 @@ def resolve(settings: conf.Settings, environ: Mapping[str, str] | None = None) -
 
 def setup(settings: conf.Settings) -> None:
     """Initialise sentry-sdk when a DSN is configured; once per process, never twice."""
-    global _initialised
     options = resolve(settings)
     if options is None:
         return
     conf.validate_dsn(options.dsn, options.dsn_origin)
-    with _lock:
-        if _initialised:
-            return
-        # Set before trying: a setup that failed once is not retried on every configure().
-        _initialised = True
-        try:
-            _init_sentry_sdk(options, settings)
-        except ImportError as exc:
-            logger.warning(
-                "otel-hcv: a Sentry DSN is set (%s) but sentry-sdk with its OTLP integration cannot be imported "
-                "(%s); install otel-hcv[sentry]",
-                options.dsn_origin,
-                exc,
-            )
-        except Exception:
-            logger.warning("otel-hcv: Sentry could not be set up; the service runs without it", exc_info=True)
+    # Marked done before trying: a setup that failed once is not retried on every configure().
+    if not lifecycle.once("sentry.setup"):
+        return
+    try:
+        _init_sentry_sdk(options, settings)
+    except ImportError as exc:
+        logger.warning(
+            "otel-hcv: a Sentry DSN is set (%s) but sentry-sdk with its OTLP integration cannot be imported "
+            "(%s); install otel-hcv[sentry]",
+            options.dsn_origin,
+            exc,
+        )
+    except Exception:
+        logger.warning("otel-hcv: Sentry could not be set up; the service runs without it", exc_info=True)
 
 
 def _init_sentry_sdk(options: SentryOptions, settings: conf.Settings) -> None:
@@ -208,8 +203,6 @@ def add_sentry_span_exporter(dsn: str, settings: conf.Settings) -> None:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from sentry_sdk.consts import VERSION, EndpointType
     from sentry_sdk.utils import Dsn
-
-    from otel_hcv.export import RedactingSpanExporter
 
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):

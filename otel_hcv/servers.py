@@ -20,6 +20,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from otel_hcv.logging import StructuredFormatter
+
 GUNICORN_ACCESS = "gunicorn.access"
 UVICORN_ACCESS = "uvicorn.access"
 MESSAGE = "%s %s %s"
@@ -123,8 +125,6 @@ def adopt_access_logs(otlp_handler: logging.Handler | None) -> list[str]:
     Idempotent; returns the names of the loggers adopted. Only the loggers of a server
     imported in this process are touched.
     """
-    from otel_hcv.logging import StructuredFormatter
-
     adopted = []
     for name in _running_servers():
         access_logger = logging.getLogger(name)

@@ -14,13 +14,14 @@ Numbers are per process (reset in a forked child); Prometheus has the service-wi
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from otel_hcv import lifecycle
 
 SNAPSHOT_INTERVAL_SECONDS = 15.0
 RETENTION_SECONDS = 3600.0
@@ -152,10 +153,7 @@ def render(latest: Snapshot, baseline: Snapshot, window_seconds: float) -> dict[
 current = Summary()
 
 
-def _reset_in_child() -> None:
+@lifecycle.on_reset
+def _start_afresh() -> None:
     global current
     current = Summary()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_in_child)

@@ -11,10 +11,14 @@ points and log records its code produced::
         assert otel_capture.metric_points("hcv.diagnosis.requests")
 
 Turn it off with ``-p no:otel_hcv`` or ``otel_hcv_capture = false`` in the ini file.
+
+:func:`reset` returns the process to the state before any setup, so a test can call
+:func:`otel_hcv.configure` (or :func:`install`) again in-process and see what it does.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +33,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_hcv import conf, sdk
-from otel_hcv.export import RedactingSpanExporter
+from otel_hcv import bootstrap, conf, lifecycle, state
+from otel_hcv.exporters import RedactingSpanExporter
 from otel_hcv.metrics import allow_list_views
 
 
@@ -41,6 +45,7 @@ class Capture:
     span_exporter: InMemorySpanExporter
     metric_reader: InMemoryMetricReader
     log_exporter: InMemoryLogRecordExporter
+    providers: tuple[TracerProvider, MeterProvider, LoggerProvider] | None = None
     _collected: list[tuple[str, Any]] = field(default_factory=list)
 
     def spans(self, name: str | None = None) -> list[ReadableSpan]:
@@ -76,17 +81,26 @@ class Capture:
 _capture: Capture | None = None
 
 
-def install() -> Capture:
-    """Install in-memory providers as this process's telemetry setup (once)."""
+def install(capture: Capture | None = None) -> Capture:
+    """Install in-memory providers as this process's telemetry setup (once).
+
+    After :func:`reset`, ``install(capture)`` puts an earlier capture's providers back, so
+    tracers and meters taken from them before the reset record into it again.
+    """
     global _capture
     if _capture is not None:
         return _capture
     settings = conf.Settings()
-    resource = Resource.create(sdk.resource_attributes(settings))
+    if capture is not None and capture.providers is not None:
+        bootstrap.install_for_tests(settings, *capture.providers)
+        _capture = capture
+        return capture
+    resource = Resource.create(bootstrap.resource_attributes(settings))
     span_exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider(resource=resource)
     # Tests see spans as they would leave the process: redacted.
-    tracer_provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(span_exporter, sdk.current_settings)))
+    redacting = RedactingSpanExporter(span_exporter, state.current_settings)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(redacting))
     delta = AggregationTemporality.DELTA
     metric_reader = InMemoryMetricReader(preferred_temporality={Counter: delta, UpDownCounter: delta, Histogram: delta})
     meter_provider = MeterProvider(
@@ -95,9 +109,62 @@ def install() -> Capture:
     log_exporter = InMemoryLogRecordExporter()
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
-    sdk.install_for_tests(settings, tracer_provider, meter_provider, logger_provider)
-    _capture = Capture(span_exporter, metric_reader, log_exporter)
+    bootstrap.install_for_tests(settings, tracer_provider, meter_provider, logger_provider)
+    _capture = Capture(
+        span_exporter, metric_reader, log_exporter, providers=(tracer_provider, meter_provider, logger_provider)
+    )
     return _capture
+
+
+def reset(timeout_seconds: float = 1.0) -> None:
+    """Undo every setup of this process, as if otel-hcv had never run in it.
+
+    Shuts the active providers down (waiting at most ``timeout_seconds``), takes the OTLP
+    logging handler off the root logger, un-instruments Django, forgets the active setup,
+    the launch flags, every "done once" mark and each module's per-process state (the same
+    resets a forked child runs), and clears the OpenTelemetry API's global providers, which
+    the API lets a process set only once (its own test utilities clear them the same way).
+    For tests only.
+    """
+    global _capture
+    telemetry = state.active()
+    if telemetry is not None:
+        if telemetry.providers is not None:
+            bootstrap.shutdown(timeout_seconds)
+        if telemetry.logging_handler is not None:
+            logging.getLogger().removeHandler(telemetry.logging_handler)
+    _uninstrument_django()
+    lifecycle.reset_process_state()
+    state.reset_launch()
+    _clear_global_providers()
+    _capture = None
+
+
+def _uninstrument_django() -> None:
+    try:
+        from opentelemetry.instrumentation.django import DjangoInstrumentor
+    except ImportError:
+        return
+    instrumentor = DjangoInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+
+
+def _clear_global_providers() -> None:
+    from opentelemetry import trace
+    from opentelemetry._logs import _internal as logs_internal
+    from opentelemetry.metrics import _internal as metrics_internal
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()
+    metrics_internal._METER_PROVIDER_SET_ONCE = Once()
+    metrics_internal._METER_PROVIDER = None
+    metrics_internal._PROXY_METER_PROVIDER = metrics_internal._ProxyMeterProvider()
+    logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()
+    logs_internal._LOGGER_PROVIDER = None
+    logs_internal._PROXY_LOGGER_PROVIDER = logs_internal.ProxyLoggerProvider()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from otel_hcv import sdk, summary
+from otel_hcv import state, summary
 
 
 # The same caching rules as the health endpoints: every answer is of this moment.
@@ -14,6 +14,6 @@ from otel_hcv import sdk, summary
 @require_safe
 def metrics_summary(request: HttpRequest) -> JsonResponse:
     """The plan's ``MetricsView`` fields for the last window, for this process."""
-    if sdk.active() is None:
+    if state.active() is None:
         return JsonResponse({"error": "metrics are not being collected: otel_hcv is not configured"}, status=503)
-    return JsonResponse(summary.current.summary(sdk.current_settings().summary_window_seconds))
+    return JsonResponse(summary.current.summary(state.current_settings().summary_window_seconds))

@@ -31,16 +31,16 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
+import otel_hcv.health.checks as checks
+from otel_hcv.attributes import INSTRUMENTATION_SCOPE
 from otel_hcv.conf import Settings
-from otel_hcv.health import checks
 from otel_hcv.health.runner import HealthReport, get_runner
 
 logger = logging.getLogger(__name__)
 
-INSTRUMENTATION_SCOPE = "otel_hcv"
 CHECK = "hcv.health.check"
 CRITICAL = "hcv.health.critical"
-# Allow-listed in otel_hcv.metrics.ALLOWED_METRIC_ATTRIBUTES (the SDK view drops any other key).
+# Allow-listed in otel_hcv.attributes.ALLOWED_METRIC_ATTRIBUTES (the SDK view drops any other key).
 DISK_PATH = "hcv.disk.path"
 
 _lock = threading.Lock()
@@ -131,12 +131,12 @@ GAUGES: tuple[tuple[str, str, str, Callable[[HealthReport], Iterable[Observation
 )
 
 
-def register_gauges(settings: Settings) -> None:
+def register_gauges(settings: Settings, *, start_refresher: bool = True) -> None:
     """Create the health gauges once per meter provider and start the background refresher.
 
-    Called by :func:`otel_hcv.sdk._after_providers` once the global MeterProvider exists.
-    Under the pytest plugin's in-memory providers no refresher is started: tests drive the
-    runner themselves, and nothing is exported in the background anyway.
+    Called by :mod:`otel_hcv.bootstrap` once the global MeterProvider exists. Under the
+    pytest plugin's in-memory providers (``start_refresher=False``) no refresher is started:
+    tests drive the runner themselves, and nothing is exported in the background anyway.
     """
     global _registered_for, _error_counter
     provider = metrics.get_meter_provider()
@@ -151,9 +151,5 @@ def register_gauges(settings: Settings) -> None:
         for name, unit, description, observe in GAUGES:
             meter.create_observable_gauge(name, callbacks=[_safe(name, observe)], unit=unit, description=description)
 
-    from otel_hcv import sdk
-
-    telemetry = sdk.active()
-    if telemetry is not None and telemetry.for_tests:
-        return
-    get_runner().start_refresher()
+    if start_refresher:
+        get_runner().start_refresher()

@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Callable
 
+from otel_hcv import lifecycle
 from otel_hcv.conf import ConfigurationError, Settings
 from otel_hcv.health.checks import BaseCheck, Check, CheckResult, FunctionCheck, default_checks
 
@@ -20,6 +21,14 @@ logger = logging.getLogger(__name__)
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
 
 _lock = threading.Lock()
+
+
+@lifecycle.on_reset
+def _new_lock() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent thread may have held it at fork time
+
+
 _registered: dict[str, Check] = {}
 _version = 0  # bumped by register/unregister, so cached check lists are rebuilt
 
@@ -89,7 +98,7 @@ def registered() -> dict[str, Check]:
         return dict(_registered)
 
 
-def version() -> int:
+def registrations_version() -> int:
     return _version
 
 

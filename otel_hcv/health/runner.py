@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 import weakref
@@ -27,9 +26,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from otel_hcv import lifecycle, state
 from otel_hcv.conf import Settings
 from otel_hcv.health.checks import MAX_DETAIL_STRING, Check, CheckResult, Detail
-from otel_hcv.health.registry import configured_checks, is_critical
+from otel_hcv.health.registry import configured_checks, is_critical, registrations_version
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class HealthRunner:
     ``checks``: a list of checks, or a function of the settings returning them (default:
     :func:`otel_hcv.health.registry.configured_checks`, rebuilt when the settings or the
     registrations change). ``settings``: the settings object, or a function returning the
-    settings in force (default: :func:`otel_hcv.sdk.current_settings`).
+    settings in force (default: :func:`otel_hcv.state.current_settings`).
     """
 
     def __init__(
@@ -152,9 +152,7 @@ class HealthRunner:
             fixed = list(checks)
             self._checks_provider = lambda _settings: fixed
         if settings is None:
-            from otel_hcv import sdk
-
-            self._settings: Callable[[], Settings] = sdk.current_settings
+            self._settings: Callable[[], Settings] = state.current_settings
         elif isinstance(settings, Settings):
             self._settings = lambda: settings
         else:
@@ -221,9 +219,7 @@ class HealthRunner:
     # -- running ---------------------------------------------------------------------
 
     def _current_checks(self, settings: Settings) -> list[Check]:
-        from otel_hcv.health import registry
-
-        key = (settings, registry.version())
+        key = (settings, registrations_version())
         if key != self._checks_key:
             self._checks = list(self._checks_provider(settings))
             self._checks_key = key
@@ -367,20 +363,14 @@ def _wait_for_django(stop: threading.Event) -> bool:
 _runners: weakref.WeakSet[HealthRunner] = weakref.WeakSet()
 
 
+@lifecycle.on_reset
 def _reinit_runners_in_child() -> None:
     global _default_lock
-    from otel_hcv.health import registry
-
-    # Module locks a parent thread might have held at fork time.
+    # A lock a parent thread might have held at fork time.
     _default_lock = threading.Lock()
-    registry._lock = threading.Lock()
     for runner in list(_runners):
         with contextlib.suppress(Exception):
             runner._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_runners_in_child)
 
 
 _default: HealthRunner | None = None

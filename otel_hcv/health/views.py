@@ -27,7 +27,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from otel_hcv import sdk
+from otel_hcv import state
 from otel_hcv.health.runner import CheckOutcome, HealthReport, get_runner
 
 HEALTHY = "healthy"
@@ -38,7 +38,7 @@ ANONYMOUS_FAILING = "failing"
 
 def is_authorised(request: HttpRequest) -> bool:
     """The configured bearer token (constant-time comparison), or a staff user."""
-    token = sdk.current_settings().health_token
+    token = state.current_settings().health_token
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if token and scheme.lower() == "bearer":
         return hmac.compare_digest(credentials.strip().encode(), token.encode())

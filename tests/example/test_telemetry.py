@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from diagnosis import model
-from otel_hcv.metrics import CATEGORY, ERROR_TYPE, MODEL_VERSION
+from otel_hcv.attributes import CATEGORY, ERROR_TYPE, MODEL_VERSION
 
 pytestmark = pytest.mark.django_db
 

@@ -54,8 +54,8 @@ def test_error_records_become_events_linked_to_the_current_span():
     with SentryIngest() as ingest:
         result = run_python(
             """
-from otel_hcv import sdk, sentry
-sentry.setup(sdk.active().settings)  # a second setup changes nothing
+from otel_hcv import sentry, state
+sentry.setup(state.active().settings)  # a second setup changes nothing
 log = logging.getLogger("diagnosis.store")
 log.setLevel(logging.INFO)  # as the service's LOGGING does; the root logger's default is WARNING
 with trace.get_tracer("test").start_as_current_span("store") as span:

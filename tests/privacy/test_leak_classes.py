@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics._internal.exemplar import AlwaysOnExemplarFilter
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.trace import Status, StatusCode
 
-from otel_hcv import MetricsCollector, privacy, sdk
+from otel_hcv import MetricsCollector, bootstrap, privacy, state
 from otel_hcv.conf import ConfigurationError, Settings
 from otel_hcv.metrics import allow_list_views
 from tests.privacy.canaries import CLIENT_IP, EMAIL, FIRST, LABS, LAST, SECRET, TOKEN, USER_ID, USERNAME, find_leaks
@@ -229,7 +229,7 @@ class _settings:
         self.values = values
 
     def __enter__(self) -> Settings:
-        telemetry = sdk.active()
+        telemetry = state.active()
         assert telemetry is not None
         self.telemetry, self.before = telemetry, telemetry.settings
         telemetry.settings = Settings(**{**self.before.__dict__, **self.values})
@@ -299,7 +299,7 @@ def test_a_second_unredacted_logging_handler_is_taken_off(outputs):
     upstream = LoggingHandler(logger_provider=get_logger_provider())
     logging.getLogger().addHandler(upstream)
     try:
-        sdk.attach_logging_handler()
+        bootstrap.attach_logging_handler()
         assert upstream not in logging.getLogger().handlers
         log.info(f"alb={ALB}", extra={"crea": CREA})
         assert_no_leaks(outputs)

@@ -156,6 +156,6 @@ def test_no_refresher_under_the_test_providers():
 
 
 def test_gauge_attributes_pass_the_metric_attribute_allow_list():
-    from otel_hcv.metrics import ALLOWED_METRIC_ATTRIBUTES
+    from otel_hcv.attributes import ALLOWED_METRIC_ATTRIBUTES
 
     assert {gauges.CHECK, gauges.CRITICAL, gauges.DISK_PATH} <= ALLOWED_METRIC_ATTRIBUTES

@@ -308,11 +308,15 @@ def test_a_forked_child_starts_fresh_and_restarts_the_refresher():
     runner = HealthRunner([stuck], settings(health_check_timeout=0.2, health_cache_seconds=0.2))
     runner.report()  # "stuck" hangs in the parent
     runner.start_refresher()
+    parent_report, parent_hung_run = runner.latest, runner._runs["stuck"]
+    assert parent_report is not None
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report through the pipe, never return into pytest
         try:
-            fresh = runner.latest is None and runner._flight is None and not runner._runs
+            # The child's restarted refresher may already be running: what counts is that
+            # nothing of the parent's (its report, its hung run) is left.
+            fresh = runner.latest is not parent_report and runner._runs.get("stuck") is not parent_hung_run
             time.sleep(0.6)
             # The parent's hung run does not exist here: the child runs the check itself.
             started = runner.started_runs["stuck"] >= 2

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from otel_hcv import sdk
+from otel_hcv import bootstrap, state
 from otel_hcv.health import runner as runner_module
 from otel_hcv.health.checks import BaseCheck, CheckResult
 from otel_hcv.health.runner import HealthRunner
@@ -58,10 +58,10 @@ def use_checks() -> Iterator:
 @pytest.fixture
 def health_token(settings) -> Iterator[str]:
     settings.OTEL_HCV = {**settings.OTEL_HCV, "HEALTH_TOKEN": TOKEN}
-    sdk.configure()  # the test setup re-reads settings here
+    bootstrap.configure()  # the test setup re-reads settings here
     yield TOKEN
     settings.OTEL_HCV = {k: v for k, v in settings.OTEL_HCV.items() if k != "HEALTH_TOKEN"}
-    sdk.configure()
+    bootstrap.configure()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -165,7 +165,7 @@ def test_anything_but_the_token_is_anonymous(client, use_checks, health_token, h
 
 def test_without_a_configured_token_no_bearer_is_accepted(client, use_checks):
     use_checks(FixedCheck("database"))
-    assert sdk.current_settings().health_token == ""
+    assert state.current_settings().health_token == ""
     checks = client.get("/health/", headers=bearer("")).json()["checks"]
     assert checks == {"database": {"healthy": True, "message": "ok"}}
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from otel_hcv import launcher, sdk
+from otel_hcv import bootstrap, launcher, lifecycle, state
 
 LOAD_MODULE = "opentelemetry.instrumentation.auto_instrumentation._load"
 
@@ -17,10 +17,10 @@ LOAD_MODULE = "opentelemetry.instrumentation.auto_instrumentation._load"
 def launched(monkeypatch):
     """This process as if opentelemetry-instrument had started it; nothing reported yet."""
     monkeypatch.setitem(sys.modules, LOAD_MODULE, sys.modules.get(LOAD_MODULE) or object())
-    monkeypatch.setattr(launcher, "_reported", False)
+    lifecycle.forget(launcher.REPORT_ONCE)
     monkeypatch.delenv(launcher.REPORTED_VARIABLE, raising=False)
-    monkeypatch.setattr(sdk, "distro_loaded", True)
-    monkeypatch.setattr(sdk, "configurator_loaded", True)
+    monkeypatch.setattr(state.launch, "distro_loaded", True)
+    monkeypatch.setattr(state.launch, "configurator_loaded", True)
 
 
 @pytest.mark.parametrize(
@@ -33,8 +33,8 @@ def launched(monkeypatch):
     ],
 )
 def test_problem_names_what_won(launched, monkeypatch, distro, configurator, expected):
-    monkeypatch.setattr(sdk, "distro_loaded", distro)
-    monkeypatch.setattr(sdk, "configurator_loaded", configurator)
+    monkeypatch.setattr(state.launch, "distro_loaded", distro)
+    monkeypatch.setattr(state.launch, "configurator_loaded", configurator)
     problem = launcher.problem()
     if expected is None:
         assert problem is None and launcher.system_check() == []
@@ -46,12 +46,12 @@ def test_problem_names_what_won(launched, monkeypatch, distro, configurator, exp
 
 def test_nothing_to_say_without_the_launcher(monkeypatch):
     monkeypatch.delitem(sys.modules, LOAD_MODULE, raising=False)
-    monkeypatch.setattr(sdk, "distro_loaded", False)
+    monkeypatch.setattr(state.launch, "distro_loaded", False)
     assert launcher.problem() is None
 
 
 def test_reported_once_per_process_tree(launched, monkeypatch, caplog):
-    monkeypatch.setattr(sdk, "distro_loaded", False)
+    monkeypatch.setattr(state.launch, "distro_loaded", False)
     caplog.set_level(logging.ERROR, logger="otel_hcv")
     assert launcher.report() is True
     assert launcher.report() is False
@@ -59,7 +59,7 @@ def test_reported_once_per_process_tree(launched, monkeypatch, caplog):
     (record,) = caplog.records
     assert "OTEL_PYTHON_DISTRO=otel_hcv" in record.getMessage()
     # A child process inherits the marker and stays quiet.
-    monkeypatch.setattr(launcher, "_reported", False)
+    lifecycle.forget(launcher.REPORT_ONCE)
     assert launcher.report() is False
 
 
@@ -76,16 +76,16 @@ def test_reported_once_per_process_tree(launched, monkeypatch, caplog):
 )
 def test_development_server_exports_metrics_every_five_seconds(argv, interval):
     environ: dict[str, str] = {}
-    sdk.apply_otel_env_defaults(environ, argv)
+    bootstrap.apply_otel_env_defaults(environ, argv)
     assert environ.get("OTEL_METRIC_EXPORT_INTERVAL") == interval
     explicit = {"OTEL_METRIC_EXPORT_INTERVAL": "60000"}
-    sdk.apply_otel_env_defaults(explicit, argv)
+    bootstrap.apply_otel_env_defaults(explicit, argv)
     assert explicit["OTEL_METRIC_EXPORT_INTERVAL"] == "60000"  # the standard variable wins
 
 
 def test_export_summary_says_where_and_how_often():
-    line = sdk.export_summary(
-        sdk.current_settings(),
+    line = bootstrap.export_summary(
+        state.current_settings(),
         {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_METRIC_EXPORT_INTERVAL": "5000"},
     )
     assert "http://collector:4318" in line and "metrics every 5 s" in line

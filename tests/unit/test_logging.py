@@ -11,7 +11,7 @@ from opentelemetry import trace
 from otel_hcv import context
 from otel_hcv.logging import StructuredFormatter, logging_config
 from otel_hcv.privacy import REDACTED, pseudonymize_user_id
-from otel_hcv.sdk import current_settings
+from otel_hcv.state import current_settings
 
 
 def render(message="hello %s", args=("world",), **extra):

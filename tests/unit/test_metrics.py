@@ -9,7 +9,7 @@ from opentelemetry.trace import StatusCode
 
 from otel_hcv import MetricsCollector, record_diagnosis, trace_diagnosis
 from otel_hcv.privacy import PSEUDONYMOUS_USER_ID_KEY, REDACTED, pseudonymize_user_id
-from otel_hcv.sdk import current_settings
+from otel_hcv.state import current_settings
 
 
 def points_by_attributes(points):

@@ -86,16 +86,16 @@ async def test_async_view_gets_and_echoes_the_id(async_client, otel_capture):
 
 @pytest.mark.django_db
 def test_header_name_is_configurable(client, settings, otel_capture):
-    from otel_hcv import sdk
+    from otel_hcv import bootstrap
 
     settings.OTEL_HCV = {**settings.OTEL_HCV, "REQUEST_ID_HEADER": "X-Correlation-ID"}
-    sdk.configure()  # the test setup re-reads settings here
+    bootstrap.configure()  # the test setup re-reads settings here
     try:
         response = client.get("/plain/", headers={"X-Correlation-ID": "corr-9"})
         assert response["X-Correlation-ID"] == "corr-9"
     finally:
         settings.OTEL_HCV = {k: v for k, v in settings.OTEL_HCV.items() if k != "REQUEST_ID_HEADER"}
-        sdk.configure()
+        bootstrap.configure()
 
 
 @pytest.mark.django_db
@@ -110,7 +110,7 @@ def test_upstream_middleware_builds_the_absolute_uri_once(client, otel_capture, 
     from django.http import HttpRequest
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-    from otel_hcv.sdk import ABSOLUTE_URI_CACHE
+    from otel_hcv.bootstrap import ABSOLUTE_URI_CACHE
 
     middleware = list(settings.MIDDLEWARE)
     assert middleware.index(ABSOLUTE_URI_CACHE) + 1 == middleware.index(DjangoInstrumentor._opentelemetry_middleware)

@@ -102,7 +102,7 @@ def test_the_middleware_sits_right_after_djangos_instrumentation():
     from django.conf import settings
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-    from otel_hcv.sdk import ROUTE_TEMPLATES
+    from otel_hcv.bootstrap import ROUTE_TEMPLATES
 
     middleware = list(settings.MIDDLEWARE)
     assert middleware.index(ROUTE_TEMPLATES) == middleware.index(DjangoInstrumentor._opentelemetry_middleware) + 1

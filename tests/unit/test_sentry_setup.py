@@ -192,12 +192,12 @@ print(json.dumps({"sentry": sorted(m for m in sys.modules if m.startswith("sentr
 CONFIGURE_WITH_DSN = """
 import otel_hcv, sentry_sdk
 from opentelemetry import propagate, trace
-from otel_hcv import sdk, sentry
+from otel_hcv import sentry, state
 
 otel_hcv.configure()
 client = sentry_sdk.get_client()
 textmap = propagate.get_global_textmap()
-sentry.setup(sdk.active().settings)  # a second setup: no second init, no second propagator
+sentry.setup(state.active().settings)  # a second setup: no second init, no second propagator
 otel_hcv.configure()
 
 

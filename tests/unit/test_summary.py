@@ -131,18 +131,18 @@ def test_endpoints_are_summarised_under_their_metric_label(client, otel_capture)
 def test_a_forked_child_starts_with_its_own_summary_and_no_setup(otel_capture):
     import os
 
-    from otel_hcv import sdk, summary
+    from otel_hcv import state, summary
 
     record_diagnosis(0.1, True)
     assert summary.current.summary(300)["diagnosis_summary"]["total"] >= 1
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report, then leave without running pytest's teardown
-        fresh = summary.current.summary(300)["diagnosis_summary"]["total"] == 0 and sdk.active() is None
+        fresh = summary.current.summary(300)["diagnosis_summary"]["total"] == 0 and state.active() is None
         os.write(write_end, b"1" if fresh else b"0")
         os._exit(0)
     os.close(write_end)
     answer = os.read(read_end, 1)
     os.waitpid(pid, 0)
     assert answer == b"1"
-    assert sdk.active() is not None  # the parent keeps its setup
+    assert state.active() is not None  # the parent keeps its setup

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_hcv.sdk import is_autoreload_watcher
+from otel_hcv.lifecycle import is_autoreload_watcher
 
 
 def run_python(code: str, **env: str) -> dict:
@@ -150,14 +150,14 @@ print(json.dumps({"telemetry": otel_hcv.configure() is None, "log": stream.getva
 def test_prefork_master_detection(monkeypatch, argv, parent, master):
     import psutil
 
-    from otel_hcv import sdk
+    from otel_hcv import lifecycle
 
     class Parent:
         def cmdline(self):
             return parent
 
     monkeypatch.setattr(psutil, "Process", lambda pid: Parent())
-    assert sdk.is_prefork_master(argv) is master
+    assert lifecycle.is_prefork_master(argv) is master
 
 
 @pytest.mark.parametrize(("correlation", "injected"), [(None, False), ("true", True)])

@@ -1,9 +1,10 @@
-"""Providers, exporters and resource, built in one place from :mod:`otel_hcv.conf`.
+"""The composition root: builds the providers and wires every signal module to them.
 
-Both entry paths end here: the ``opentelemetry-instrument`` configurator and
-:func:`configure` called from code. The heavy lifting (reading ``OTEL_*`` variables,
-choosing exporters, samplers and id generators) is the SDK's own
-configuration helpers (``opentelemetry.sdk._configuration``, what upstream's configurator
+The only module that imports all the others (below it: the signal modules, the privacy
+rules, the process state; above it: the entry points). Both entry paths end here: the
+``opentelemetry-instrument`` configurator and :func:`configure` called from code. The heavy
+lifting (reading ``OTEL_*`` variables, choosing exporters, samplers and id generators) is the
+SDK's own configuration helpers (``opentelemetry.sdk._configuration``, what upstream's configurator
 and distributions use); this module supplies defaults and the pieces the SDK has no
 opinion on: span redaction, metric attribute allow-lists, bounded shutdown.
 """
@@ -11,19 +12,17 @@ opinion on: span redaction, metric attribute allow-lists, bounded shutdown.
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import os
-import signal
-import sys
 import threading
 import uuid
 from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry._logs import get_logger_provider, set_logger_provider
+from opentelemetry.instrumentation.logging.handler import LoggingHandler as InstrumentationHandler
+from opentelemetry.instrumentation.logging.handler import _overwrite_logging_config_fns
 from opentelemetry.sdk._configuration import (
     _get_exporter_names,
     _get_id_generator,
@@ -33,6 +32,7 @@ from opentelemetry.sdk._configuration import (
     _import_sampler,
 )
 from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs import LoggingHandler as SdkHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -40,7 +40,14 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from otel_hcv import conf, privacy
+from otel_hcv import accounting, conf, launcher, lifecycle, privacy, sentry, state
+from otel_hcv.attributes import INSTRUMENTATION_SCOPE
+from otel_hcv.exporters import CountingLogExporter, RedactingSpanExporter
+from otel_hcv.health import gauges
+from otel_hcv.logging import OtlpLoggingHandler, install_drop_report
+from otel_hcv.metrics import allow_list_views
+from otel_hcv.servers import adopt_access_logs
+from otel_hcv.state import Providers, Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -66,137 +73,12 @@ OTEL_ENV_DEFAULTS: Mapping[str, str] = {
     "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION": "false",
 }
 
-
-@dataclass
-class Providers:
-    tracer: TracerProvider
-    meter: MeterProvider
-    logger: LoggerProvider
-
-
-@dataclass
-class Telemetry:
-    """What :func:`configure` set up in this process."""
-
-    settings: conf.Settings
-    providers: Providers | None = None
-    logging_handler: logging.Handler | None = None
-    # Installed by otel_hcv.testing: in-memory providers, settings re-read at configure().
-    for_tests: bool = False
-
-
-SHUTDOWN_TIMEOUT_SECONDS = 3.0
-
-# Set by the distro when the process runs under ``opentelemetry-instrument``: the app's
-# ready() then finishes the setup. Without it, only an explicit configure() exports, so
-# management commands and plain test runs send nothing anywhere.
-auto_instrumentation = False
-# Which of this package's launcher entry points ``opentelemetry-instrument`` loaded.
-distro_loaded = False
-configurator_loaded = False
-
 _lock = threading.RLock()
-_active: Telemetry | None = None
-
-
-def active() -> Telemetry | None:
-    """The telemetry set up in this process, or None."""
-    # A forked child forgets its parent's setup (_mark_forked_child): no getpid() system call
-    # here, which runs several times per request.
-    return _active
-
-
-def current_settings() -> conf.Settings:
-    """The settings in force: those of the active setup, else loaded once from Django/env."""
-    telemetry = active()
-    return telemetry.settings if telemetry is not None else _default_settings()
-
-
-@functools.cache
-def _default_settings() -> conf.Settings:
-    return conf.load()
-
-
-_forked_child = False
-_fork_hook_registered = False
-
-
-def _is_gunicorn(argv: Sequence[str]) -> bool:
-    """``sys.argv`` of ``gunicorn ...`` or ``python -m gunicorn ...``."""
-    return bool(argv) and (
-        os.path.basename(argv[0]).startswith("gunicorn") or os.path.join("gunicorn", "__main__.py") in argv[0]
-    )
-
-
-def _is_gunicorn_process(cmdline: Sequence[str]) -> bool:
-    """A process command line: ``python .../gunicorn``, ``python -m gunicorn`` or, with
-    setproctitle, ``gunicorn: master [app]``."""
-    return any(os.path.basename(part).startswith("gunicorn") for part in cmdline[:3])
-
-
-def is_prefork_master(argv: Sequence[str] | None = None) -> bool:
-    """True in a gunicorn master process, before it forks its workers.
-
-    A worker is a forked child (our fork hook ran) or, when this package was first
-    imported after the fork, a process whose parent is gunicorn.
-    """
-    argv = sys.argv if argv is None else argv
-    if not _is_gunicorn(argv) or _forked_child:
-        return False
-    try:
-        import psutil
-
-        return not _is_gunicorn_process(psutil.Process(os.getppid()).cmdline())
-    except Exception:  # parent gone or unreadable: treat as a worker, which always exports
-        return False
-
-
-def _mark_forked_child() -> None:
-    global _forked_child, _active
-    _forked_child = True
-    _active = None  # the parent's providers and export threads do not serve this process
-
-
-os.register_at_fork(after_in_child=_mark_forked_child)
-
-
-def _configure_in_forked_children(overrides: Mapping[str, Any]) -> None:
-    global _fork_hook_registered
-    if _fork_hook_registered:
-        return
-    _fork_hook_registered = True
-
-    def after_fork_in_child() -> None:
-        try:
-            configure(**overrides)
-        except Exception:  # telemetry never stops a worker from serving
-            logger.exception("otel-hcv: telemetry setup failed in a forked worker")
-
-    os.register_at_fork(after_in_child=after_fork_in_child)
-
-
-def is_autoreload_watcher(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> bool:
-    """True in the parent process of ``manage.py runserver`` that only watches files.
-
-    Django's autoreloader runs the server in a child process marked with
-    ``RUN_MAIN=true``; the parent never serves a request, so exporting from it would
-    only duplicate resource-level telemetry under another instance id.
-    """
-    argv = sys.argv if argv is None else argv
-    environ = os.environ if environ is None else environ
-    return "runserver" in argv and "--noreload" not in argv and environ.get("RUN_MAIN") != "true"
-
 
 # Under Django's development server metrics are exported every 5 s instead of the SDK's
 # 60 s, so a developer sees them about as soon as spans and logs. Elsewhere the SDK's
 # default stands (one export a minute per process is plenty for Prometheus).
 DEVELOPMENT_METRIC_EXPORT_INTERVAL_MS = "5000"
-
-
-def is_development_server(argv: Sequence[str] | None = None) -> bool:
-    """``manage.py runserver`` (or django-extensions' ``runserver_plus``)."""
-    argv = sys.argv if argv is None else argv
-    return any(arg in ("runserver", "runserver_plus") for arg in argv[1:3])
 
 
 def apply_otel_env_defaults(
@@ -205,7 +87,7 @@ def apply_otel_env_defaults(
     environ = os.environ if environ is None else environ
     for name, value in OTEL_ENV_DEFAULTS.items():
         environ.setdefault(name, value)
-    if is_development_server(argv):
+    if lifecycle.is_development_server(argv):
         environ.setdefault("OTEL_METRIC_EXPORT_INTERVAL", DEVELOPMENT_METRIC_EXPORT_INTERVAL_MS)
 
 
@@ -231,14 +113,14 @@ def configure(**overrides: Any) -> Telemetry | None:
     ``OTEL_HCV`` and ``HCV_*`` variables. Returns None where nothing is exported: the
     runserver autoreloader's watcher process, or ``OTEL_SDK_DISABLED=true``.
     """
-    global _active
     with _lock:
-        if _active is not None:
-            if _active.for_tests:
-                _active.settings = conf.load(overrides)
-                instrument_django(_active.settings)
-            return _active
-        if is_autoreload_watcher():
+        telemetry = state.active()
+        if telemetry is not None:
+            if telemetry.for_tests:
+                telemetry.settings = conf.load(overrides)
+                instrument_django(telemetry.settings)
+            return telemetry
+        if lifecycle.is_autoreload_watcher():
             return None
         settings = conf.load(overrides)
         privacy.check_pseudonym_key(settings)
@@ -246,26 +128,25 @@ def configure(**overrides: Any) -> Telemetry | None:
         if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return None
         if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            from otel_hcv import launcher
-
             launcher.report(
                 "another setup already installed the global OpenTelemetry providers, so otel-hcv's are not used"
             )
             return None
-        if is_prefork_master():
+        if lifecycle.is_prefork_master():
             # gunicorn --preload imports the app in the master, then forks the workers:
             # providers made here would be shared by every worker (one instance id, one
             # set of export threads). Each worker sets up its own right after the fork.
             instrument_django(settings)
-            _configure_in_forked_children(overrides)
+            lifecycle.in_forked_children(lambda: configure(**overrides))
             return None
         providers = _build_providers(settings, Resource.create(resource_attributes(settings)))
         _warn_about_privacy_opt_outs(settings)
-        _active = Telemetry(settings, providers=providers)
-        _after_providers(_active)
-        _flush_on_sigterm()
+        telemetry = Telemetry(settings, providers=providers)
+        state.activate(telemetry)
+        _after_providers(telemetry)
+        lifecycle.flush_on_sigterm(shutdown)
         logger.info("otel-hcv: %s", export_summary(settings))
-        return _active
+        return telemetry
 
 
 def export_summary(settings: conf.Settings, environ: Mapping[str, str] | None = None) -> str:
@@ -283,32 +164,6 @@ def export_summary(settings: conf.Settings, environ: Mapping[str, str] | None = 
     )
 
 
-def _flush_on_sigterm() -> None:
-    """Flush telemetry (at most SHUTDOWN_TIMEOUT_SECONDS) when SIGTERM ends the process.
-
-    Python's default for SIGTERM ends the process on the spot, without the exit hooks
-    that flush, so a development server stopped by a process manager would lose its last
-    spans and metrics. Only when nobody else handles SIGTERM: gunicorn and uvicorn install
-    their own handlers and exit normally, which flushes at exit. After the flush the
-    signal is delivered again with the default action, so the exit status still says
-    "terminated by SIGTERM".
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return
-
-        def flush_then_terminate(signum: int, frame: Any) -> None:
-            shutdown()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        signal.signal(signal.SIGTERM, flush_then_terminate)
-    except (ValueError, OSError):  # no signals here (an embedded interpreter)
-        return
-
-
 def install_for_tests(
     settings: conf.Settings,
     tracer_provider: Any,
@@ -316,16 +171,16 @@ def install_for_tests(
     logger_provider: Any,
 ) -> Telemetry:
     """Install providers built by :mod:`otel_hcv.testing` as if :func:`configure` had."""
-    global _active
     # The same HTTP conventions as production; exporter variables are not touched.
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", OTEL_ENV_DEFAULTS["OTEL_SEMCONV_STABILITY_OPT_IN"])
     with _lock:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
         set_logger_provider(logger_provider)
-        _active = Telemetry(settings=settings, for_tests=True)
-        _after_providers(_active)
-        return _active
+        telemetry = Telemetry(settings=settings, for_tests=True)
+        state.activate(telemetry)
+        _after_providers(telemetry)
+        return telemetry
 
 
 def _build_providers(settings: conf.Settings, resource: Resource) -> Providers:
@@ -337,9 +192,6 @@ def _build_providers(settings: conf.Settings, resource: Resource) -> Providers:
     metric attributes pass an allow-list view, and shutdown at exit is bounded in time
     (the SDK's own exit hooks wait for exporters that may be retrying a dead collector).
     """
-    from otel_hcv import metrics as hcv_metrics
-    from otel_hcv.export import CountingLogExporter, RedactingSpanExporter
-
     span_exporters, metric_exporters, log_exporters = _import_exporters(
         _get_exporter_names("traces"), _get_exporter_names("metrics"), _get_exporter_names("logs")
     )
@@ -350,14 +202,15 @@ def _build_providers(settings: conf.Settings, resource: Resource) -> Providers:
         shutdown_on_exit=False,
     )
     for exporter in span_exporters.values():
-        tracer_provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter(), current_settings)))
+        redacting = RedactingSpanExporter(exporter(), state.current_settings)
+        tracer_provider.add_span_processor(BatchSpanProcessor(redacting))
     readers = [
         exporter_or_reader() if issubclass(exporter_or_reader, MetricReader)
         else PeriodicExportingMetricReader(exporter_or_reader())
         for exporter_or_reader in metric_exporters.values()
     ]  # fmt: skip
     meter_provider = MeterProvider(
-        resource=resource, metric_readers=readers, views=hcv_metrics.allow_list_views(), shutdown_on_exit=False
+        resource=resource, metric_readers=readers, views=allow_list_views(), shutdown_on_exit=False
     )
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     for exporter in log_exporters.values():
@@ -365,40 +218,22 @@ def _build_providers(settings: conf.Settings, resource: Resource) -> Providers:
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     set_logger_provider(logger_provider)
-    atexit.register(shutdown)
+    if lifecycle.once("bootstrap.shutdown_at_exit"):
+        atexit.register(shutdown)
     return Providers(tracer_provider, meter_provider, logger_provider)
 
 
-def shutdown(timeout_seconds: float = SHUTDOWN_TIMEOUT_SECONDS) -> bool:
+def shutdown(timeout_seconds: float = lifecycle.SHUTDOWN_TIMEOUT_SECONDS) -> bool:
     """Flush and stop this process's providers, waiting at most ``timeout_seconds``.
 
-    Runs at exit. With the collector down or hanging, exporters retry for up to
-    ``OTEL_EXPORTER_OTLP_TIMEOUT`` per signal; a service must still stop promptly, so
-    whatever is not out by the deadline is dropped (the export threads are daemons).
-    Returns True when everything was flushed in time.
+    Runs at exit and on SIGTERM (see :func:`otel_hcv.lifecycle.shutdown_within`). Returns
+    True when everything was flushed in time.
     """
-    telemetry = active()
+    telemetry = state.active()
     if telemetry is None or telemetry.providers is None:
         return True
     providers = telemetry.providers
-
-    def stop_all() -> None:
-        for provider in (providers.tracer, providers.logger, providers.meter):
-            try:
-                provider.shutdown()
-            except Exception:  # a failing exporter must not stop the others
-                logger.debug("otel-hcv: provider shutdown failed", exc_info=True)
-
-    stopper = threading.Thread(target=stop_all, name="otel-hcv-shutdown", daemon=True)
-    stopper.start()
-    stopper.join(timeout_seconds)
-    if stopper.is_alive():
-        logger.warning(
-            "otel-hcv: telemetry not flushed within %.1f s at shutdown (collector unreachable?); the rest is dropped",
-            timeout_seconds,
-        )
-        return False
-    return True
+    return lifecycle.shutdown_within((providers.tracer, providers.logger, providers.meter), timeout_seconds)
 
 
 def _warn_about_privacy_opt_outs(settings: conf.Settings) -> None:
@@ -410,19 +245,13 @@ def _warn_about_privacy_opt_outs(settings: conf.Settings) -> None:
 
 def _after_providers(telemetry: Telemetry) -> None:
     """The parts every setup shares once global providers exist."""
-    from otel_hcv import sentry
-    from otel_hcv.health import gauges
-
     attach_logging_handler(telemetry)
     instrument_django(telemetry.settings)
-    gauges.register_gauges(telemetry.settings)
+    gauges.register_gauges(telemetry.settings, start_refresher=not telemetry.for_tests)
     _register_dropped_counter()
     if not telemetry.for_tests:  # a developer's exported SENTRY_DSN must not get test errors
         # After the tracer provider exists: Sentry's OTLP bridge links errors to its traces.
         sentry.setup(telemetry.settings)
-
-
-_dropped_counter_registered = False
 
 
 def _register_dropped_counter() -> None:
@@ -432,19 +261,15 @@ def _register_dropped_counter() -> None:
     collection, so it costs nothing per request; the SDK's own per-span self-metrics
     (OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED) would cost several measurements per span.
     """
-    global _dropped_counter_registered
-    if _dropped_counter_registered:
+    if not lifecycle.once("bootstrap.dropped_counter"):
         return
-    from otel_hcv.accounting import dropped_observations
-
-    metrics.get_meter("otel_hcv").create_observable_counter(
+    metrics.get_meter(INSTRUMENTATION_SCOPE).create_observable_counter(
         "hcv.telemetry.dropped",
-        callbacks=[dropped_observations],
+        callbacks=[accounting.dropped_observations],
         unit="{item}",
         description="Telemetry lost: the batch queue was full, the export failed after retries, or a privacy "
         "rule could not screen a value (which is then dropped, never exported raw).",
     )
-    _dropped_counter_registered = True
 
 
 def attach_logging_handler(telemetry: Telemetry | None = None) -> None:
@@ -453,11 +278,7 @@ def attach_logging_handler(telemetry: Telemetry | None = None) -> None:
     Idempotent, and safe to call again after Django's ``dictConfig`` replaced the root
     logger's handlers (the app's ``ready()`` does).
     """
-    from opentelemetry.instrumentation.logging.handler import _overwrite_logging_config_fns
-
-    from otel_hcv.logging import OtlpLoggingHandler, install_drop_report
-
-    telemetry = telemetry or active()
+    telemetry = telemetry or state.active()
     if telemetry is None:
         return
     install_drop_report()
@@ -466,6 +287,7 @@ def attach_logging_handler(telemetry: Telemetry | None = None) -> None:
         telemetry.logging_handler = OtlpLoggingHandler(
             level=logging.getLevelName(telemetry.settings.otlp_log_level),
             logger_provider=get_logger_provider(),
+            settings_source=state.current_settings,
         )
         # wsgi.py's django.setup() applies LOGGING again after the apps are ready;
         # upstream's wrapper keeps this handler on the root logger through dictConfig.
@@ -473,8 +295,6 @@ def attach_logging_handler(telemetry: Telemetry | None = None) -> None:
     if telemetry.logging_handler not in root.handlers:
         root.addHandler(telemetry.logging_handler)
     if telemetry.settings.json_access_logs:
-        from otel_hcv.servers import adopt_access_logs
-
         adopt_access_logs(telemetry.logging_handler)
     _remove_unredacted_otlp_handlers(root, telemetry.logging_handler)
 
@@ -483,9 +303,6 @@ def _remove_unredacted_otlp_handlers(root: logging.Logger, ours: logging.Handler
     """Take upstream's OTLP logging handlers off the root logger: whatever added them (the SDK's
     ``OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED``, the logging instrumentation), they
     export records as they are, beside ours, which exports what the privacy rules allow."""
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler as InstrumentationHandler
-    from opentelemetry.sdk._logs import LoggingHandler as SdkHandler
-
     for handler in list(root.handlers):
         if handler is not ours and isinstance(handler, InstrumentationHandler | SdkHandler):
             root.removeHandler(handler)
