@@ -107,7 +107,7 @@ def test_no_import_cycle():
         if module in done:
             return
         if module in visiting:
-            cycles.append(path[path.index(module) :] + [module])
+            cycles.append([*path[path.index(module) :], module])
             return
         visiting.add(module)
         for target in sorted(GRAPH[module]):
