@@ -11,7 +11,7 @@ the health refresher and the garbage collector count too. Timer-driven work (the
 every 60 s, the health checks) runs about 50 times less often per request than in real time,
 because callgrind slows the process down that much.
 
-Variants are bench/overhead.py's (``baseline``, ``upstream``, ``hcv``, ``hcv-down``, ...): the
+Variants are bench/overhead.py's (``--list-variants``: ``baseline``, ``upstream``, ``hcv``, ...): the
 same environment and settings, with ``opentelemetry-instrument`` replaced by its in-process
 equivalent (``opentelemetry.instrumentation.auto_instrumentation.initialize()``). Needs valgrind
 (Debian package ``valgrind``) and, for variants that export, the native stack::
@@ -29,7 +29,6 @@ import datetime
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,16 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+# Light imports only up here: the measured child loads them too. The rest is imported where used.
+from bench.harness.options import (  # noqa: E402
+    HelpFormatter,
+    add_list_variants,
+    add_output_options,
+    check_variants,
+    comma_list,
+)
+from bench.harness.variants import EXAMPLE_SETTINGS, VARIANTS, Endpoints  # noqa: E402
 
 SCRIPT = "bench/instructions.py"
 
@@ -56,7 +65,8 @@ def child(mode_json: str) -> None:
 
     django.setup()
     from django.test import Client
-    from overhead import BODY
+
+    from bench.harness.workload import BODY
 
     client = Client()
     for _ in range(mode["warmup"] + mode["requests"]):
@@ -84,19 +94,14 @@ def measure(name: str, requests: int, warmup: int, env: dict[str, str], instrume
     return int(found.group(1))
 
 
-def variant_env(name: str, database: Path, closed: int) -> tuple[dict[str, str], bool]:
-    from overhead import VARIANTS, service_env, stack_env
+def variant_env(name: str, database: Path, endpoints: Endpoints) -> tuple[dict[str, str], bool]:
+    """The environment of a measured process of variant ``name``, and whether it is instrumented."""
+    from tests.support.service import service_env
 
     variant = VARIANTS[name]
-    stack = stack_env()
-    places = {
-        "collector": stack.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
-        "collector_grpc": "http://127.0.0.1:4317",
-        "closed": f"http://127.0.0.1:{closed}",
-    }
-    env = service_env({key: value.format(**places) for key, value in variant.env.items()}, database)
+    env = service_env(variant.environment(endpoints), database)
     env.update(
-        DJANGO_SETTINGS_MODULE=variant.settings_module or "hcv_service.settings",
+        DJANGO_SETTINGS_MODULE=variant.settings_module or EXAMPLE_SETTINGS,
         PYTHONPATH=os.pathsep.join([str(REPO / "example"), str(BENCH), str(REPO)]),
         PYTHONMALLOC="malloc",  # callgrind counts the same allocator work in every variant
     )
@@ -107,19 +112,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Instructions per request of the example's bare endpoint under callgrind, per variant "
         "(bench/overhead.py's variants, served in-process). Writes a table into docs/benchmarks.md.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--variants", default="baseline,upstream,hcv,hcv-down", help="comma-separated")
     parser.add_argument("--warmup", type=int, default=100, help="requests before the measured ones")
     parser.add_argument("--low", type=int, default=20, help="measured requests of the first run")
     parser.add_argument("--high", type=int, default=220, help="measured requests of the second run")
     parser.add_argument("--jobs", type=int, default=2, help="callgrind processes at a time")
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
-    parser.add_argument("--no-write", action="store_true", help="print the section instead of writing --output")
+    add_output_options(parser, SCRIPT)
+    add_list_variants(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.high <= args.low:
         parser.error("--high must be larger than --low")
+    args.variant_list = comma_list(args.variants)
+    check_variants(parser, args.variant_list)
     return args
 
 
@@ -128,27 +135,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         child(args.child)
         return 0
-    from overhead import VARIANTS, closed_port, code_state, manage, markers, service_env, write_section
+    from bench.harness.output import code_state, command_line, markers, publish
+    from bench.harness.stack import closed_port, stack_env
+    from tests.support.service import manage, service_env
 
-    names = [name for name in args.variants.split(",") if name]
-    unknown = [name for name in names if name not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variants {unknown}; bench/overhead.py --list-variants lists them")
+    names = args.variant_list
     started = time.monotonic()
     state = code_state()
+    collector = stack_env().get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
     with tempfile.TemporaryDirectory(prefix="otel-hcv-instructions-") as tmp, closed_port() as closed:
+        endpoints = Endpoints(collector, "http://127.0.0.1:4317", f"http://127.0.0.1:{closed}")
         database = Path(tmp) / "db.sqlite3"
         manage(["migrate", "--noinput"], service_env({}, database))
         jobs = {}
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             for name in names:
-                env, instrument = variant_env(name, database, closed)
+                env, instrument = variant_env(name, database, endpoints)
                 for requests in (args.low, args.high):
                     jobs[name, requests] = pool.submit(measure, name, requests, args.warmup, env, instrument)
             counts = {key: job.result() for key, job in jobs.items()}
     per_request = {name: (counts[name, args.high] - counts[name, args.low]) / (args.high - args.low) for name in names}
     reference = per_request[names[0]]
-    command = shlex.join([".venv/bin/python", SCRIPT, *(argv if argv is not None else sys.argv[1:])])
+    command = command_line(SCRIPT, argv)
     begin, end = markers("main", SCRIPT)
     lines = [
         begin,
@@ -166,12 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {name} | {per_request[name] / 1e6:.2f} | {per_request[name] / reference:.3f} | {VARIANTS[name].label} |"
         )
     lines += ["", end, ""]
-    section = "\n".join(lines)
-    if args.no_write:
-        print(section)
-    else:
-        write_section(args.output, section, script=SCRIPT, title="Instructions")
-        print(f"wrote {args.output}", file=sys.stderr)
+    publish("\n".join(lines), args.output, args.no_write, script=SCRIPT, title="Instructions")
     return 0
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the telemetry's time goes: py-spy profiles of the example service, variant by variant.
 
-For each variant (``bench/overhead.py --list-variants``) this starts the same gunicorn worker as
+For each variant (``--list-variants``, as in bench/overhead.py) this starts the same gunicorn worker as
 bench/overhead.py (one sync worker pinned to ``--server-core``), warms it up, then drives it with
 wrk for ``--duration`` seconds while ``py-spy record --gil --threads`` samples it. Samples are
 taken only from the thread holding the GIL, so a thread's samples are the interpreter time it
@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import re
-import shlex
 import subprocess
 import sys
 import time
@@ -39,21 +37,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import overhead
-from overhead import (
-    BIN,
-    REPO,
-    VARIANTS,
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.harness.options import (  # noqa: E402
     HelpFormatter,
-    Server,
-    closed_port,
-    code_state,
-    log,
-    markers,
-    prepare,
-    run_wrk,
-    write_section,
+    add_core_options,
+    add_list_variants,
+    add_output_options,
+    check_variants,
+    comma_list,
 )
+from bench.harness.output import code_state, command_line, log, markers, publish, same_code, start_run  # noqa: E402
+from bench.harness.running import prepare  # noqa: E402
+from bench.harness.server import Server, Setup  # noqa: E402
+from bench.harness.stack import COLLECTOR_METRICS, closed_port  # noqa: E402
+from bench.harness.variants import SHAPES, VARIANTS, rotated  # noqa: E402
+from bench.harness.workload import run_wrk  # noqa: E402
+from tests.support.service import BIN  # noqa: E402
 
 SCRIPT = "bench/profile_overhead.py"
 MARK_BEGIN, MARK_END = markers("main", SCRIPT)
@@ -298,7 +300,7 @@ def classify(frames: Sequence[Frame]) -> tuple[str | None, int]:
     return None, -1
 
 
-def profile_once(setup: overhead.Setup, profile: Profile, round_no: int, args: argparse.Namespace) -> None:
+def profile_once(setup: Setup, profile: Profile, round_no: int, args: argparse.Namespace) -> None:
     variant = VARIANTS[profile.variant]
     tag = f"profile-{profile.shape}-{profile.variant}-r{round_no}"
     server = Server(setup, variant, profile.shape, f"bench-{setup.run_id}-{tag}", args.server_core, tag)
@@ -337,16 +339,15 @@ def profile_once(setup: overhead.Setup, profile: Profile, round_no: int, args: a
         server.compact_log()
 
 
+def column_heads(profiles: Sequence[Profile]) -> list[str]:
+    """The head of a table with one column per variant."""
+    return ["| | " + " | ".join(p.variant for p in profiles) + " |", "|---|" + "---:|" * len(profiles)]
+
+
 def table(
     title: str, profiles: Sequence[Profile], rows: dict[str, list[float]], total: list[float] | None
 ) -> list[str]:
-    lines = [
-        "",
-        title,
-        "",
-        "| | " + " | ".join(p.variant for p in profiles) + " |",
-        "|---|" + "---:|" * len(profiles),
-    ]
+    lines = ["", title, "", *column_heads(profiles)]
     for name, values in sorted(rows.items(), key=lambda item: -max(item[1])):
         if max(values) < 0.5:
             continue
@@ -368,18 +369,13 @@ def render(profiles: Sequence[Profile], args: argparse.Namespace, command: str, 
         f"{'non-blocking' if args.nonblocking else 'pausing the process per sample'}, --threads). "
         f"Raw collapsed stacks (speedscope.app opens them): `{Path(raw[0]).parent if raw else args.workdir}/`. "
         f"Repository at the start: {args.state_at_start}"
-        + (
-            "."
-            if args.state_at_start.rsplit(" ", 1)[-1] == code_state().rsplit(" ", 1)[-1]
-            else "; **the code changed during the run**."
-        ),
+        + ("." if same_code(args.state_at_start, code_state()) else "; **the code changed during the run**."),
         "",
         "All figures are CPU µs per request served: a component's share of the samples times the worker's "
         "CPU time (psutil, user+system, all threads) over the sampled windows, divided by the requests. "
         "Background threads' time is divided by the same requests (the telemetry those requests made).",
         "",
-        "| | " + " | ".join(p.variant for p in profiles) + " |",
-        "|---|" + "---:|" * len(profiles),
+        *column_heads(profiles),
         "| requests sampled | " + " | ".join(f"{p.requests:,}" for p in profiles) + " |",
         "| req/s while sampled | " + " | ".join(f"{p.rps:.0f}" for p in profiles) + " |",
         "| worker CPU µs/request | "
@@ -488,7 +484,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--variants", default="baseline,sdk-disabled,upstream,hcv", help="comma-separated")
-    parser.add_argument("--shape", default="bare", choices=overhead.SHAPES, help="request shape")
+    parser.add_argument("--shape", default="bare", choices=SHAPES, help="request shape")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; samples are summed")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before sampling")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds sampled under load, per round")
@@ -500,22 +496,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nonblocking", action="store_true", help="do not pause the process to sample it")
     parser.add_argument("--top", type=int, default=8, help="functions listed per component")
     parser.add_argument("--min-us", type=float, default=2.0, help="leave out components below this µs/request")
-    parser.add_argument("--server-core", type=int, default=0, help="core gunicorn is pinned to")
-    parser.add_argument("--client-core", type=int, default=1, help="core wrk and py-spy are pinned to")
+    add_core_options(parser, client_help="core wrk and py-spy are pinned to")
     parser.add_argument("--database", default="hcv_bench", help="PostgreSQL database (as in bench/overhead.py)")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=REPO / "docs" / "benchmarks.md",
-        help="Markdown file; its section between the bench/profile_overhead.py markers is replaced",
-    )
-    parser.add_argument("--no-write", action="store_true", help="print the section instead of writing --output")
+    add_output_options(parser, SCRIPT)
     parser.add_argument("--workdir", type=Path, help="default /tmp/otel-hcv-bench/profile-<run id>")
+    add_list_variants(parser)
     args = parser.parse_args(argv)
-    args.variant_list = [v.strip() for v in args.variants.split(",") if v.strip()]
-    for name in args.variant_list:
-        if name not in VARIANTS:
-            parser.error(f"unknown variant {name!r}; see bench/overhead.py --list-variants")
+    args.variant_list = comma_list(args.variants)
+    check_variants(parser, args.variant_list)
     if not (BIN / "py-spy").exists():
         parser.error(f"py-spy is not installed in {BIN}: {BIN / 'pip'} install py-spy")
     return args
@@ -523,20 +511,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    run_id = datetime.datetime.now().strftime("%m%d%H%M%S")
-    args.workdir = args.workdir or Path("/tmp/otel-hcv-bench") / f"profile-{run_id}"
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    command = shlex.join([os.path.relpath(sys.executable, REPO), os.path.relpath(__file__, REPO), *sys.argv[1:]])
+    run_id, args.workdir = start_run(args.workdir, prefix="profile-")
+    command = command_line(SCRIPT, argv)
     started = time.monotonic()
     args.state_at_start = code_state()
-    # prepare() reads the overhead script's options; give it the ones it needs.
-    setup = prepare(overhead.parse_args(["--soak-variants", "", "--database", args.database]), run_id, args.workdir)
     profiles = {name: Profile(name, args.shape, args.rate) for name in args.variant_list}
     with closed_port() as port:
-        setup.closed_endpoint = f"http://127.0.0.1:{port}"
+        setup = prepare(args.database, COLLECTOR_METRICS, run_id, args.workdir, f"http://127.0.0.1:{port}")
         for round_no in range(1, args.rounds + 1):
-            shift = (round_no - 1) % len(args.variant_list)
-            for name in args.variant_list[shift:] + args.variant_list[:shift]:
+            for name in rotated(args.variant_list, round_no):
                 log(f"round {round_no}/{args.rounds}: profiling {args.shape} {name}")
                 profile_once(setup, profiles[name], round_no, args)
     for profile in profiles.values():
@@ -545,11 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"CPU µs/req, request thread {profile.us_per_request(profile.samples_by_thread['MainThread']):.0f} µs/req"
         )
     section = render(list(profiles.values()), args, command, time.monotonic() - started)
-    if args.no_write:
-        print(section)
-    else:
-        write_section(args.output, section, script=SCRIPT, title="Profile")
-        log(f"wrote {args.output}")
+    publish(section, args.output, args.no_write, script=SCRIPT, title="Profile")
     return 0
 
 
