@@ -333,13 +333,31 @@ def instrument_django(settings: conf.Settings) -> None:
         if "OTEL_PYTHON_DJANGO_EXCLUDED_URLS" not in os.environ:
             kwargs["excluded_urls"] = ",".join(settings.excluded_urls)
         instrumentor.instrument(**kwargs)
-    anchor = DjangoInstrumentor._opentelemetry_middleware
-    _insert_middleware(django_settings, anchor, ABSOLUTE_URI_CACHE, after=False)
-    _insert_middleware(django_settings, anchor, ROUTE_TEMPLATES, after=True)
+    upstream = DjangoInstrumentor._opentelemetry_middleware
+    lean = settings.server_middleware == "otel_hcv"
+    ours, theirs = (SERVER_MIDDLEWARE, upstream) if lean else (upstream, SERVER_MIDDLEWARE)
+    entries = [entry for entry in getattr(django_settings, "MIDDLEWARE", None) or [] if entry not in UPSTREAM_HELPERS]
+    # One server middleware, in the place the instrumentation gave it: the lean one uses the
+    # instruments upstream's instrumentor set up.
+    if theirs in entries:
+        if ours in entries:
+            entries.remove(theirs)
+        else:
+            entries[entries.index(theirs)] = ours
+    django_settings.MIDDLEWARE = entries
+    if not lean:
+        _insert_middleware(django_settings, upstream, ABSOLUTE_URI_CACHE, after=False)
+        _insert_middleware(django_settings, upstream, ROUTE_TEMPLATES, after=True)
 
 
+SERVER_MIDDLEWARE = "otel_hcv.server.ServerTelemetryMiddleware"
+# With upstream's middleware (SERVER_MIDDLEWARE="upstream"): its excluded-URL test cached, its
+# routes made readable.
 ABSOLUTE_URI_CACHE = "otel_hcv.middleware.AbsoluteUriCacheMiddleware"
 ROUTE_TEMPLATES = "otel_hcv.middleware.RouteTemplateMiddleware"
+# Every middleware otel-hcv may have put into MIDDLEWARE.
+UPSTREAM_HELPERS = (ABSOLUTE_URI_CACHE, ROUTE_TEMPLATES)
+INSERTED_MIDDLEWARE = (SERVER_MIDDLEWARE, *UPSTREAM_HELPERS)
 
 
 def _insert_middleware(django_settings: Any, anchor: str, middleware: str, *, after: bool) -> None:

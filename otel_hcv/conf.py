@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+SERVER_MIDDLEWARES = ("otel_hcv", "upstream")
+
 
 class ConfigurationError(ValueError):
     """A setting has a wrong name, type or value; the message names the setting."""
@@ -53,6 +55,9 @@ class Settings:
     json_access_logs: bool = True
     # Window of the JSON metrics summary, in seconds.
     summary_window_seconds: int = 300
+    # Which middleware makes the server span and HTTP server metrics: "otel_hcv" (the lean one,
+    # otel_hcv.server, emitting what upstream's does) or "upstream" (opentelemetry-instrumentation-django's).
+    server_middleware: str = "otel_hcv"
 
     # Health checks (otel_hcv.health).
     health_check_timeout: float = 3.0  # seconds per check
@@ -120,6 +125,10 @@ def _validate(values: dict[str, Any], origin: Mapping[str, str]) -> None:
     if level not in _LOG_LEVELS:
         raise ConfigurationError(f"{origin['otlp_log_level']} must be one of {', '.join(_LOG_LEVELS)}, got {level!r}")
     values["otlp_log_level"] = level
+    if values["server_middleware"] not in SERVER_MIDDLEWARES:
+        raise ConfigurationError(
+            f"{origin['server_middleware']} must be 'otel_hcv' or 'upstream', got {values['server_middleware']!r}"
+        )
     if values["ip_addresses"] not in ("drop", "truncate", "keep"):
         raise ConfigurationError(
             f"{origin['ip_addresses']} must be 'drop', 'truncate' or 'keep', got {values['ip_addresses']!r}"

@@ -148,6 +148,13 @@ def _uninstrument_django() -> None:
     instrumentor = DjangoInstrumentor()
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()
+    from django.conf import settings as django_settings
+
+    if django_settings.configured:
+        entries = list(getattr(django_settings, "MIDDLEWARE", None) or [])
+        kept = [entry for entry in entries if entry not in bootstrap.INSERTED_MIDDLEWARE]
+        if kept != entries:
+            django_settings.MIDDLEWARE = kept
 
 
 def _clear_global_providers() -> None:

@@ -23,7 +23,7 @@ LAYERS: dict[str, set[str]] = {
     "state": {"state", "summary", "launcher"},
     "privacy": {"privacy", "sentry_events"},
     "signals": {
-        "metrics", "tracking", "logging", "servers", "exporters", "middleware", "sentry",
+        "metrics", "tracking", "logging", "servers", "exporters", "middleware", "server", "sentry",
         "health", "health.checks", "health.registry", "health.runner", "health.gauges",
     },
     "composition": {"bootstrap"},

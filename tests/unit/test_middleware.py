@@ -106,7 +106,7 @@ def test_session_user_marks_the_server_span(client, otel_capture):
 
 
 @pytest.mark.django_db
-def test_upstream_middleware_builds_the_absolute_uri_once(client, otel_capture, monkeypatch, settings):
+def test_upstream_middleware_builds_the_absolute_uri_once(client, otel_capture, monkeypatch, settings, upstream_server):
     from django.http import HttpRequest
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 

@@ -98,7 +98,7 @@ def test_every_view_of_the_urlconf_has_a_template():
         assert "<" not in template or "(" in route, (route, template)
 
 
-def test_the_middleware_sits_right_after_djangos_instrumentation():
+def test_the_middleware_sits_right_after_djangos_instrumentation(upstream_server):
     from django.conf import settings
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
