@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import os
@@ -119,6 +120,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--low", type=int, default=20, help="measured requests of the first run")
     parser.add_argument("--high", type=int, default=220, help="measured requests of the second run")
     parser.add_argument("--jobs", type=int, default=2, help="callgrind processes at a time")
+    parser.add_argument(
+        "--collector",
+        default="",
+        help="OTLP/HTTP endpoint the exporting variants send to (default: the native stack's collector); "
+        "'loopback' starts an in-process receiver (otel_hcv.receiver) for the run, so no stack is needed",
+    )
     add_output_options(parser, SCRIPT)
     add_list_variants(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -130,19 +137,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.child:
-        child(args.child)
-        return 0
-    from bench.harness.output import code_state, command_line, markers, publish
-    from bench.harness.stack import closed_port, stack_env
+def _measure_all(args: argparse.Namespace, names: list[str], collector: str) -> dict[str, float]:
+    """Instructions per request of each variant, telemetry sent to ``collector``."""
+    from bench.harness.stack import closed_port
     from tests.support.service import manage, service_env
 
-    names = args.variant_list
-    started = time.monotonic()
-    state = code_state()
-    collector = stack_env().get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
     with tempfile.TemporaryDirectory(prefix="otel-hcv-instructions-") as tmp, closed_port() as closed:
         endpoints = Endpoints(collector, "http://127.0.0.1:4317", f"http://127.0.0.1:{closed}")
         database = Path(tmp) / "db.sqlite3"
@@ -154,7 +153,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for requests in (args.low, args.high):
                     jobs[name, requests] = pool.submit(measure, name, requests, args.warmup, env, instrument)
             counts = {key: job.result() for key, job in jobs.items()}
-    per_request = {name: (counts[name, args.high] - counts[name, args.low]) / (args.high - args.low) for name in names}
+    return {name: (counts[name, args.high] - counts[name, args.low]) / (args.high - args.low) for name in names}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        child(args.child)
+        return 0
+    from bench.harness.output import code_state, command_line, markers, publish
+    from bench.harness.stack import stack_env
+
+    names = args.variant_list
+    started = time.monotonic()
+    state = code_state()
+    with contextlib.ExitStack() as stack:
+        if args.collector == "loopback":
+            from otel_hcv.receiver import OtlpReceiver
+
+            collector = stack.enter_context(OtlpReceiver()).endpoint
+        else:
+            collector = args.collector or stack_env().get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        per_request = _measure_all(args, names, collector)
     reference = per_request[names[0]]
     command = command_line(SCRIPT, argv)
     begin, end = markers("main", SCRIPT)

@@ -32,7 +32,7 @@ import os
 import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -170,9 +170,20 @@ class Rules:
     safe_loggers: tuple[str, ...]
     lab_pattern: re.Pattern[str]
     settings: conf.Settings
+    # Free text already screened under these rules: log messages and extras repeat (one format
+    # string, a few endpoint names), and screening one costs a dozen regular-expression passes.
+    # Raw text stays in this process's memory, as it already was.
+    screened: dict[tuple[str, bool], str] = field(default_factory=dict, compare=False, repr=False)
+
+    safe_logger_names: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def is_safe_logger(self, name: str) -> bool:
-        return any(name == safe or name.startswith(safe + ".") for safe in self.safe_loggers)
+        answer = self.safe_logger_names.get(name)
+        if answer is None:
+            answer = any(name == safe or name.startswith(safe + ".") for safe in self.safe_loggers)
+            if len(self.safe_logger_names) < SCREENED_MEMO_ENTRIES:  # logger names are few; bounded anyway
+                self.safe_logger_names[name] = answer
+        return answer
 
 
 def _build_rules(settings: conf.Settings) -> Rules:
@@ -321,6 +332,24 @@ def screen_text(text: str, settings: conf.Settings, *, strict: bool = True) -> s
     also redacts decimal numbers and numbers inside brackets or braces.
     """
     rules = rules_for(settings)
+    if len(text) > SCREENED_MEMO_TEXT_LENGTH:
+        return _screen_text(text, rules, strict)
+    key = (text, strict)
+    screened = rules.screened.get(key)
+    if screened is None:
+        screened = _screen_text(text, rules, strict)
+        if len(rules.screened) >= SCREENED_MEMO_ENTRIES:
+            rules.screened.clear()  # a flood of distinct texts: start over rather than grow
+        rules.screened[key] = screened
+    return screened
+
+
+SCREENED_MEMO_ENTRIES = 4096
+SCREENED_MEMO_TEXT_LENGTH = 256
+
+
+def _screen_text(text: str, rules: Rules, strict: bool) -> str:
+    settings = rules.settings
     text = _screen_credentials(text)
     if "/" in text:
         text = _PATH_IN_TEXT.sub(lambda m: screen_url(m.group(0), settings), text)

@@ -117,6 +117,14 @@ VARIANTS: dict[str, Variant] = {
             env=_HCV,
         ),
         Variant(
+            "hcv-upstream-server",
+            "as hcv with SERVER_MIDDLEWARE=upstream: opentelemetry-instrumentation-django's middleware makes the "
+            "server span and HTTP metrics instead of otel-hcv's lean one",
+            instrument=True,
+            env={**_HCV, "HCV_SERVER_MIDDLEWARE": "upstream"},
+            extra=True,
+        ),
+        Variant(
             "hcv-down",
             "as hcv, collector down: OTEL_EXPORTER_OTLP_ENDPOINT is a closed loopback port",
             instrument=True,
