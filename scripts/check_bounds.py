@@ -6,18 +6,21 @@ lowest  every direct requirement (runtime, every extra, the build system) at its
         bound, pinned by a constraints file generated from pyproject.toml (what
         ``uv pip install --resolution lowest-direct`` does); transitive dependencies at the
         newest version their dependents allow, as a user pinning our minimums would get.
-newest  a plain ``pip install -e '.[dev,example,sentry]'`` in a fresh venv, with the pip
-        that ``python -m venv`` ships (23.2 on Python 3.11), which is what a newcomer runs.
+newest  no constraints: what ``pip install -e '.[dev,example,sentry]'`` resolves in a fresh
+        venv with the pip that ``python -m venv`` ships (23.2 on Python 3.11), which is what
+        a newcomer runs. Rebuilt once it is a week old, so that it stays the newest.
 
-Both use the oldest Python that ``requires-python`` allows (``python3.11``; another with
-OTEL_HCV_BOUNDS_PYTHON). The environments are cached outside the clone, in
-``$OTEL_HCV_CACHE/bounds`` (default ``~/.cache/otel-hcv/bounds``), named by a digest of
-the declared requirements and the interpreter: when nothing changed, nothing is
-reinstalled. A clone at another path only re-links its editable install (no resolution).
+In both, the build system is installed first and the project built without isolation, so
+that the lowest constraints reach setuptools too. Both use the oldest Python that
+``requires-python`` allows (``python3.11``; another with OTEL_HCV_BOUNDS_PYTHON). The
+environments are cached outside the clone, in ``$OTEL_HCV_CACHE/bounds`` (default
+``~/.cache/otel-hcv/bounds``), named by a digest of the declared requirements and the
+interpreter: when nothing changed, nothing is reinstalled. A clone at another path only
+re-links its editable install (no resolution).
 
     scripts/check_bounds.py                 both environments
     scripts/check_bounds.py --only lowest   one of them
-    scripts/check_bounds.py --rebuild       reinstall even when cached (newer releases)
+    scripts/check_bounds.py --rebuild       reinstall even when cached
     scripts/check_bounds.py -- -k health    arguments after -- go to pytest
 
 Exit status 0 only when both environments were built and every check passed in each;
@@ -58,6 +61,8 @@ NOT_IMPORTABLE = {"psycopg_binary"}
 # Environments of other bounds kept for a while, for switching branches back and forth.
 KEEP_UNUSED_DAYS = 14
 KEEP_OTHERS_PER_KIND = 2
+# Releases within the bounds keep coming: the newest environment is resolved again after this.
+NEWEST_MAX_AGE_DAYS = 7
 
 
 class BoundsError(Exception):
@@ -197,6 +202,18 @@ class Environment:
     def linked_root_marker(self) -> Path:
         return self.directory / ".project-root"
 
+    @property
+    def built_marker(self) -> Path:
+        return self.directory / ".built"
+
+    def outdated(self) -> bool:
+        if self.kind != "newest":
+            return False
+        if not self.built_marker.exists():
+            return True
+        age_days = (time.time() - float(self.built_marker.read_text())) / 86400
+        return age_days > NEWEST_MAX_AGE_DAYS
+
     def pip_install(self, *args: str) -> list[str]:
         constraint = ["-c", str(self.directory / "constraints.txt")] if self.constraints else []
         return [str(self.python), "-m", "pip", "install", *constraint, *args]
@@ -229,6 +246,9 @@ def build(environment: Environment, declared: Declared, python: Path) -> None:
                             capture_output=True, text=True, check=True, env=env)  # fmt: skip
     (directory / "freeze.txt").write_text(freeze.stdout)
     environment.linked_root_marker.write_text(str(ROOT))
+    environment.built_marker.write_text(str(time.time()))
+    # Last: only a complete environment is ever used. Its modification time says when it was
+    # last used (for pruning).
     environment.complete_marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
@@ -248,7 +268,7 @@ def ensure(environment: Environment, declared: Declared, python: Path, rebuild: 
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if rebuild or not environment.complete_marker.exists():
+        if rebuild or not environment.complete_marker.exists() or environment.outdated():
             build(environment, declared, python)
             return "built"
         if environment.linked_root_marker.read_text() != str(ROOT):
