@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the Python packages (.venv), the
 # Debian packages and Go-built binaries of the backend stack (cached outside the clone),
-# starts the stack, runs every test suite, and stops the stack again.
+# starts the stack, runs every test suite (and the unit and privacy suites again on the
+# lowest and the newest versions pyproject.toml declares), and stops the stack again.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh -k health  extra arguments go to every pytest run
@@ -25,6 +26,11 @@ eval "$(bash scripts/stack.sh env)"
 
 step "Lint"
 .venv/bin/ruff check . || failures+=("ruff")
+
+# The lowest and the newest versions pyproject.toml allows, each in a venv cached outside
+# the clone (the first run installs both: a few minutes; later runs reinstall nothing).
+step "Version bounds: unit and privacy suites on the lowest and the newest declared versions"
+"$PY" scripts/check_bounds.py -- "$@" || failures+=("version bounds")
 
 # pytest exits 5 when it collected nothing: that is a failure here, not a pass.
 run_pytest() {
