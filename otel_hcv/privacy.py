@@ -438,8 +438,11 @@ def _append_exception(te: traceback.TracebackException, lines: list[str], depth:
         lines.append(f"{indent}Traceback (most recent call last):")
         for frame_text in te.stack.format():
             lines.extend(indent + _screen_source(line) for line in frame_text.rstrip("\n").split("\n"))
-    exc_type = getattr(te, "exc_type", None)
-    type_name = exception_type_name(exc_type) if exc_type is not None else "Exception"
+    # Python 3.13 names the type as text (and deprecates exc_type); before, the class.
+    type_name = getattr(te, "exc_type_str", None)
+    if type_name is None:
+        exc_type = getattr(te, "exc_type", None)
+        type_name = exception_type_name(exc_type) if exc_type is not None else "Exception"
     lines.append(f"{indent}{type_name}" + (f": {REDACTED}" if str(te) else ""))
     for index, member in enumerate(te.exceptions or (), 1):
         lines.append(f"{indent}  +---------------- {index} ----------------")
