@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 SERVER_MIDDLEWARES = ("otel_hcv", "upstream")
+SPAN_PROCESSORS = ("sdk", "fastotel")
 
 
 class ConfigurationError(ValueError):
@@ -58,6 +59,10 @@ class Settings:
     # Which middleware makes the server span and HTTP server metrics: "otel_hcv" (the lean one,
     # otel_hcv.server, emitting what upstream's does) or "upstream" (opentelemetry-instrumentation-django's).
     server_middleware: str = "otel_hcv"
+    # What batches, encodes and sends spans over OTLP/HTTP: "sdk" (the SDK's BatchSpanProcessor and
+    # exporter) or "fastotel" (the optional extra otel-hcv[fastotel]: a native processor that encodes
+    # and sends off the interpreter lock; spans are screened before they are handed to it).
+    span_processor: str = "sdk"
 
     # Health checks (otel_hcv.health).
     health_check_timeout: float = 3.0  # seconds per check
@@ -128,6 +133,10 @@ def _validate(values: dict[str, Any], origin: Mapping[str, str]) -> None:
     if values["server_middleware"] not in SERVER_MIDDLEWARES:
         raise ConfigurationError(
             f"{origin['server_middleware']} must be 'otel_hcv' or 'upstream', got {values['server_middleware']!r}"
+        )
+    if values["span_processor"] not in SPAN_PROCESSORS:
+        raise ConfigurationError(
+            f"{origin['span_processor']} must be 'sdk' or 'fastotel', got {values['span_processor']!r}"
         )
     if values["ip_addresses"] not in ("drop", "truncate", "keep"):
         raise ConfigurationError(

@@ -7,11 +7,14 @@ the SDK recording an exception. The rules themselves live in :mod:`otel_hcv.priv
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry.context import Context
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, SpanContext, Status, TraceState
 
@@ -121,6 +124,84 @@ class RedactingSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._exporter.force_flush(timeout_millis)
+
+
+class RedactingSpanProcessor(SpanProcessor):
+    """Wraps a span processor that encodes and sends spans itself, with no exporter to wrap
+    (fastotel's native ``OTLPSpanProcessor``): each ended span passes :func:`redact_span` before
+    the wrapped processor sees it. The screening runs in ``on_end``, on the thread that ended
+    the span (the request's), not on an export thread as with :class:`RedactingSpanExporter`.
+
+    ``build`` makes the wrapped processor, here and again in a forked child: a native export
+    thread does not survive a fork, and unlike the SDK's batch processor the wrapped one may not
+    start a new one (fastotel 0.9 does not). ``losses``, when given, reads the wrapped
+    processor's running counts of spans it dropped (queue full) and failed to export; new ones
+    are handed to ``report_dropped`` and counted."""
+
+    def __init__(
+        self,
+        build: Callable[[], SpanProcessor],
+        settings: SettingsSource,
+        losses: Callable[[SpanProcessor], tuple[int, int]] | None = None,
+        report_dropped: Callable[[int], None] | None = None,
+    ) -> None:
+        self._build = build
+        self._processor = build()
+        self._settings = settings
+        self._losses = losses
+        self._report_dropped = report_dropped
+        self._seen_losses = (0, 0)
+        # Processors a fork left behind in this process: kept, never shut down or freed, since a
+        # thread that no longer exists may have held their locks.
+        self._left_by_fork: list[SpanProcessor] = []
+        if hasattr(os, "register_at_fork"):
+            me = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _rebuild_after_fork(me))
+
+    def _after_fork(self) -> None:
+        self._left_by_fork.append(self._processor)
+        self._processor = self._build()
+        self._seen_losses = (0, 0)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None  # the wrapped processor is one that only exports
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not span.context.trace_flags.sampled:
+            return  # not exported: nothing to screen
+        try:
+            screened = redact_span(span, self._settings())
+        except Exception:  # fail closed, as the exporter wrapper does
+            accounting.count_dropped("traces", "redaction_failed")
+            return
+        self._processor.on_end(screened)
+        if self._losses is not None:
+            self._count_losses(self._losses(self._processor))
+
+    def _count_losses(self, losses: tuple[int, int]) -> None:
+        if losses == self._seen_losses:
+            return
+        (dropped, failed), (seen_dropped, seen_failed) = losses, self._seen_losses
+        self._seen_losses = losses  # two threads racing here may count a loss twice: harmless
+        if failed > seen_failed:
+            accounting.count_dropped("traces", "export_failed", failed - seen_failed)
+        if dropped > seen_dropped:
+            if self._report_dropped is not None:
+                self._report_dropped(dropped - seen_dropped)
+            else:
+                accounting.count_dropped("traces", "queue_full", dropped - seen_dropped)
+
+    def shutdown(self) -> None:
+        self._processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._processor.force_flush(timeout_millis)
+
+
+def _rebuild_after_fork(processor: weakref.ref[RedactingSpanProcessor]) -> None:
+    alive = processor()
+    if alive is not None:
+        alive._after_fork()
 
 
 class CountingLogExporter(LogRecordExporter):

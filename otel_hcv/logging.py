@@ -35,6 +35,7 @@ from otel_hcv.conf import Settings
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _DROPPED_EXTRAS = frozenset({"request"})
 _SDK_LOGGER = "opentelemetry"
+_logger = logging.getLogger("otel_hcv")
 ACCESS_LOGGERS = context.ACCESS_LOGGERS
 _OWN_FIELDS = frozenset({"timestamp", "level", "logger", "message", "trace_id", "span_id", "trace_flags", "exception"})
 
@@ -211,26 +212,49 @@ class DropReport(logging.Filter):
             return True
         kind = str(record.args[0]) if record.args else "item"
         accounting.count_dropped("traces" if kind == "Span" else "logs", "queue_full")
+        due = self.add(kind)
+        if due is None:
+            return False
+        record.msg, record.args = due
+        return True
+
+    def add(self, kind: str, count: int = 1) -> tuple[str, tuple[Any, ...]] | None:
+        """Note ``count`` dropped items of ``kind`` ("Span", "LogRecord"); the report line's
+        format and arguments when one is due, else None."""
         now = time.monotonic()
         with self.lock:
-            self.unreported[kind] += 1
+            self.unreported[kind] += count
             last = self.last_report.get(kind)
             if last is not None and now - last < self.interval:
-                return False
+                return None
             count = self.unreported.pop(kind)
             since = now - last if last is not None else 0.0
             self.last_report[kind] = now
-        record.msg = "Telemetry queue full: dropped %d %s(s)%s; is the collector reachable?"
-        record.args = (count, kind.lower(), f" in the last {since:.0f} s" if since else "")
-        return True
+        return (
+            "Telemetry queue full: dropped %d %s(s)%s; is the collector reachable?",
+            (count, kind.lower(), f" in the last {since:.0f} s" if since else ""),
+        )
 
 
-def install_drop_report(interval_seconds: float = 60.0) -> None:
+def install_drop_report(interval_seconds: float = 60.0) -> DropReport:
     sdk_logger = logging.getLogger(f"{_SDK_LOGGER}.sdk._shared_internal")
-    if not any(isinstance(f, DropReport) for f in sdk_logger.filters):
-        # First in line: the SDK's own DuplicateFilter on this logger lets one identical
-        # message through per 20 s, so after it every drop would no longer be counted.
-        sdk_logger.filters.insert(0, DropReport(interval_seconds))
+    for installed in sdk_logger.filters:
+        if isinstance(installed, DropReport):
+            return installed
+    report = DropReport(interval_seconds)
+    # First in line: the SDK's own DuplicateFilter on this logger lets one identical
+    # message through per 20 s, so after it every drop would no longer be counted.
+    sdk_logger.filters.insert(0, report)
+    return report
+
+
+def report_dropped_spans(count: int) -> None:
+    """Spans a queue dropped without the SDK's warning (a native processor's queue): counted and
+    reported as the SDK's drops are, one line when they start and then one a minute."""
+    accounting.count_dropped("traces", "queue_full", count)
+    due = install_drop_report().add("Span", count)
+    if due is not None:
+        _logger.warning(due[0], *due[1])
 
 
 def exception_fields(record: logging.LogRecord) -> dict[str, str]:

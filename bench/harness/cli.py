@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from .loadgen import ensure_vegeta
 from .options import HelpFormatter, add_core_options, add_list_variants, add_output_options, check_variants, comma_list
 from .output import code_state, command_line, log, publish, start_run
 from .reporting import render
@@ -39,6 +40,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="warm-up seconds per run (default 4; --quick 2)")
     parser.add_argument("--duration", type=float, help="measured seconds per run (default 12; --quick 5)")
     parser.add_argument("--connections", type=int, default=2, help="wrk connections (one wrk thread)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="also load each worker at this many requests/s for --duration with vegeta (open-loop; built "
+        "from the Go module proxy on first use and cached) and report its p50/p99 beside wrk's; 0: off",
+    )
     parser.add_argument("--shapes", default="bare,realistic", help="comma-separated: bare, realistic")
     parser.add_argument("--bare-variants", help=f"comma-separated (default {','.join(FULL_VARIANTS['bare'])})")
     parser.add_argument(
@@ -139,11 +147,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def plan_seconds(args: argparse.Namespace) -> float:
     cells = sum(len(args.variants[s]) for s in args.shape_list) * args.rounds
     soak = min(args.soak_max_seconds, args.soak_requests / 150.0) if args.soak_list else 0.0
-    return cells * (args.warmup + args.duration + 7.0) + soak
+    fixed_rate = args.duration if args.rate else 0.0
+    return cells * (args.warmup + args.duration + fixed_rate + 7.0) + soak
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    args.vegeta = ensure_vegeta() if args.rate else None
     run_id, workdir = start_run(args.workdir)
     command = command_line(SCRIPT, argv)
     started = time.monotonic()

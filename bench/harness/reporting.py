@@ -16,7 +16,18 @@ from typing import Any
 import psutil
 
 from .output import code_state, markers, same_code
-from .results import Cell, MiB, Soak, Summary, by_shape_and_variant, growth_slope, median, rss_at, summarise
+from .results import (
+    Cell,
+    MiB,
+    Soak,
+    Summary,
+    by_shape_and_variant,
+    growth_slope,
+    median,
+    rss_at,
+    summarise,
+    summarise_fixed_rate,
+)
 from .stack import CollectorView, collector_binary
 from .variants import SHAPES, VARIANTS
 
@@ -199,6 +210,9 @@ def render(
                 f"{fmt(summary.p99_ms)} | {ratio_text(summary.p99_ratio)} | {fmt(summary.cpu_us, 0)} | "
                 f"{ratio_text(summary.cpu_ratio)} | {fmt((summary.others or 0) * 100, 0, '%')} |"
             )
+    if getattr(args, "rate", 0):
+        lines += ["", f"### At a fixed rate of {args.rate:g} requests/s (vegeta)", ""]
+        lines += fixed_rate_lines(cells, args.baseline, args.rate, args.duration)
     lines += [
         "",
         "### Telemetry accounting",
@@ -245,6 +259,38 @@ def render(
         ]
     lines += ["", markers(args.section)[1]]
     return "\n".join(lines) + "\n"
+
+
+def fixed_rate_lines(cells: Sequence[Cell], baseline: str, rate: float, seconds: float) -> list[str]:
+    """The fixed-rate table: per shape and variant, vegeta's p50, p99 and max, and the p99 target."""
+    summaries = summarise_fixed_rate(cells, baseline)
+    lines = [
+        f"Right after wrk's window, on the same worker, `vegeta attack -rate={rate:g}/s` for {seconds:g} s "
+        "(open-loop: requests leave on schedule whatever the server does, so a slow response cannot hold "
+        "back the next ones as it does under wrk). Medians over the rounds; ratios per round against the "
+        f"same round's `{baseline}`. A rate above what a variant can serve makes its latencies grow with "
+        "the queue: the achieved rate column shows it.",
+        "",
+        "| shape | variant | p50 ms | x baseline | p99 ms | x baseline | max ms | achieved req/s | successful |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for shape in SHAPES:
+        for name in VARIANTS:
+            summary = summaries.get((shape, name))
+            if summary is None:
+                continue
+            lines.append(
+                f"| {shape} | {name} | {fmt(summary.p50_ms)} | {ratio_text(summary.p50_ratio)} | "
+                f"{fmt(summary.p99_ms)} | {ratio_text(summary.p99_ratio)} | {fmt(summary.max_ms, 1)} | "
+                f"{fmt(summary.throughput, 0)} | {fmt((summary.success or 0) * 100, 1, '%')} |"
+            )
+    for shape in SHAPES:
+        hcv = summaries.get((shape, "hcv"))
+        ratio = median(hcv.p99_ratio) if hcv else None
+        if ratio is not None:
+            verdict = "PASS" if ratio <= 2.0 else "**FAIL**"
+            lines += ["", f"Target, {shape}: hcv p99 ≤ 2 x baseline at {rate:g} req/s: {ratio:.2f}, {verdict}."]
+    return lines
 
 
 def gc_lines(cells: Sequence[Cell], soaks: Sequence[Soak]) -> list[str]:

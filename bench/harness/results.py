@@ -37,6 +37,7 @@ class Cell:
     shutdown_seconds: float = 0.0
     quiet_wait: float = 0.0
     problems: list[str] = field(default_factory=list)
+    fixed_rate: dict[str, Any] = field(default_factory=dict)  # vegeta's report (loadgen.run_vegeta), if run
 
 
 @dataclass
@@ -112,6 +113,47 @@ def summarise(cells: Sequence[Cell], baseline: str) -> dict[tuple[str, str], Sum
             cpu,
             median([c.others for c in done]),
             sum(c.wrk.get("error_count", 0) for c in done),
+        )
+    return out
+
+
+@dataclass
+class FixedRateSummary:
+    """One (shape, variant) at the fixed rate: medians over the rounds, per-round ratios of p50 and p99
+    against the same round's baseline, and the lowest share of successful requests."""
+
+    rounds: int
+    p50_ms: float | None
+    p50_ratio: list[float]
+    p99_ms: float | None
+    p99_ratio: list[float]
+    max_ms: float | None
+    throughput: float | None
+    success: float | None
+
+
+def summarise_fixed_rate(cells: Sequence[Cell], baseline: str) -> dict[tuple[str, str], FixedRateSummary]:
+    """The fixed-rate figures of the cells that have them, as :func:`summarise` takes wrk's."""
+    measured = [c for c in cells if c.fixed_rate]
+    base_by_round = {(c.shape, c.round): c for c in measured if c.variant == baseline}
+    out = {}
+    for (shape, variant), group in by_shape_and_variant(measured).items():
+        p50, p99 = [], []
+        for cell in group:
+            base = base_by_round.get((shape, cell.round))
+            if base is None or not base.fixed_rate["p50"] or not base.fixed_rate["p99"]:
+                continue
+            p50.append(cell.fixed_rate["p50"] / base.fixed_rate["p50"])
+            p99.append(cell.fixed_rate["p99"] / base.fixed_rate["p99"])
+        out[(shape, variant)] = FixedRateSummary(
+            len(group),
+            median([c.fixed_rate["p50"] for c in group]),
+            p50,
+            median([c.fixed_rate["p99"] for c in group]),
+            p99,
+            median([c.fixed_rate["max"] for c in group]),
+            median([c.fixed_rate["throughput"] for c in group]),
+            min(c.fixed_rate["success"] for c in group),
         )
     return out
 

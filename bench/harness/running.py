@@ -17,6 +17,7 @@ import psutil
 
 from tests.support.service import manage, service_env
 
+from .loadgen import run_vegeta
 from .output import log
 from .results import Cell, MiB, Soak, busy_share
 from .server import Server, Setup
@@ -132,6 +133,13 @@ def run_cell(
         cell.stats = server.stats(newer_than=finished)
         if result["error_count"]:
             cell.problems.append(f"wrk errors: {result['errors']}")
+        if getattr(args, "rate", 0):
+            # After wrk's window, on the same worker: the open-loop load at the same rate for every variant.
+            cell.fixed_rate = run_vegeta(
+                args.vegeta, server.url, server.token, args.rate, args.duration, args.client_core
+            )
+            if cell.fixed_rate["success"] < 1:
+                cell.problems.append(f"vegeta: status codes {cell.fixed_rate['status_codes']}")
     finally:
         cell.shutdown_seconds = server.stop()
         cell.problems.extend(server.compact_log())
@@ -162,6 +170,12 @@ def run_rounds(
                         f"p99 {cell.wrk['latency_us']['p99'] / 1000:.2f} ms, "
                         f"{cell.cpu_us_per_request:.0f} µs CPU/req, "
                         f"others on the core {cell.others:.0%}"
+                    )
+                if cell.fixed_rate:
+                    log(
+                        f"  at {args.rate:g} req/s: p50 {cell.fixed_rate['p50']:.2f} ms, "
+                        f"p99 {cell.fixed_rate['p99']:.2f} ms, max {cell.fixed_rate['max']:.1f} ms, "
+                        f"{cell.fixed_rate['success']:.1%} successful"
                     )
                 yield cell
 

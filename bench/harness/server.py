@@ -37,6 +37,7 @@ class Setup:
     user_id: int
     slow_ms: float = 0.0  # BENCH_SLOW_MS of the workers (bench/gunicorn_conf.py); 0: off
     state_at_start: str = ""
+    sqlite_path: str = ""  # the example's SQLite database, where database_url is empty
 
 
 def worker_environment(setup: Setup, variant: Variant, service_name: str, stats_path: Path) -> dict[str, str]:
@@ -50,6 +51,7 @@ def worker_environment(setup: Setup, variant: Variant, service_name: str, stats_
         {
             "PYTHONPATH": os.pathsep.join(python_path),
             "HCV_DATABASE_URL": setup.database_url,
+            **({"HCV_SQLITE_PATH": setup.sqlite_path} if setup.sqlite_path else {}),
             "HCV_REDIS_URL": setup.redis_url,
             "HCV_ALLOW_FAILURE_INJECTION": "0",
             "HCV_STORE_DIAGNOSES": "1",

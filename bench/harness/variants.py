@@ -125,6 +125,23 @@ VARIANTS: dict[str, Variant] = {
             extra=True,
         ),
         Variant(
+            "hcv-fastotel",
+            "as hcv with SPAN_PROCESSOR=fastotel (the optional extra otel-hcv[fastotel]): spans are screened in "
+            "on_end and handed to fastotel's native processor, which batches, encodes and sends them off the "
+            "interpreter lock",
+            instrument=True,
+            env={**_HCV, "HCV_SPAN_PROCESSOR": "fastotel"},
+            extra=True,
+        ),
+        Variant(
+            "hcv-fastotel-down",
+            "as hcv-fastotel, collector down: OTEL_EXPORTER_OTLP_ENDPOINT is a closed loopback port",
+            instrument=True,
+            env={**_HCV_DOWN, "HCV_SPAN_PROCESSOR": "fastotel"},
+            exports=False,
+            extra=True,
+        ),
+        Variant(
             "hcv-down",
             "as hcv, collector down: OTEL_EXPORTER_OTLP_ENDPOINT is a closed loopback port",
             instrument=True,

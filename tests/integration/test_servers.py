@@ -1,10 +1,14 @@
 """Production servers under opentelemetry-instrument: gunicorn with several sync workers,
 with and without --preload, and uvicorn for the async path. Every worker exports with
-its own service.instance.id; the master exports nothing; no point is lost or doubled."""
+its own service.instance.id; the master exports nothing; no point is lost or doubled.
+
+``HCV_TEST_SPAN_PROCESSOR=fastotel`` runs them with ``SPAN_PROCESSOR="fastotel"`` (the extra
+otel-hcv[fastotel] installed)."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 LABS = {"age": 40, "sex": "m", "alb": 42.0, "alp": 60.0, "alt": 22.0, "ast": 25.0, "bil": 7.0,
         "che": 8.5, "chol": 5.0, "crea": 80.0, "ggt": 20.0, "prot": 72.0}  # fmt: skip
 REQUESTS = 60
+SPAN_PROCESSOR = os.environ.get("HCV_TEST_SPAN_PROCESSOR", "sdk")
 
 
 def otel_env(endpoint: str) -> dict[str, str]:
@@ -29,7 +34,13 @@ def otel_env(endpoint: str) -> dict[str, str]:
         "OTEL_PYTHON_DISTRO": "otel_hcv",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        "HCV_SPAN_PROCESSOR": SPAN_PROCESSOR,
     }
+
+
+def assert_span_processor_in_force(output: str) -> None:
+    # A SPAN_PROCESSOR that cannot be used falls back to the SDK's with a warning: not what is tested.
+    assert "SPAN_PROCESSOR=" not in output, output[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +116,7 @@ def test_every_worker_exports_its_own_points(name, workers, preload, database, t
             exit_code = service.stop(timeout=30)
         output = service.output()
         assert exit_code is not None, output
+        assert_span_processor_in_force(output)
         spans = [s for _, s in receiver.spans() if s.name == "hcv.diagnosis"]
         assert len(spans) == REQUESTS, output  # none lost, none doubled
         per_instance = last_cumulative_by_instance(receiver, "hcv.api.requests")
@@ -151,6 +163,7 @@ def test_unreachable_collector_neither_slows_nor_blocks_shutdown(collector, data
             hanging.close()
     shutdown_seconds = time.monotonic() - started
     output = service.output()
+    assert_span_processor_in_force(output)
     assert shutdown_seconds < 8, f"shutdown took {shutdown_seconds:.1f} s\n{output[-3000:]}"
     print(f"\ncollector {collector}: median {median * 1000:.1f} ms, SIGTERM to exit {shutdown_seconds:.1f} s")
     assert "Traceback" not in output.split("Shutting down")[0] or "otel" not in output

@@ -1,5 +1,5 @@
 """The benchmark harness (bench/harness/): variants' environments, the statistics and the report's
-formatting, the Markdown sections, and the three scripts' command lines."""
+formatting, the Markdown sections, the fixed-rate load's figures, and the scripts' command lines."""
 
 from __future__ import annotations
 
@@ -12,10 +12,21 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import loadgen
+from bench.harness.loadgen import VEGETA_VERSION, cache_dir, ensure_vegeta
 from bench.harness.options import check_variants, comma_list
 from bench.harness.output import markers, same_code, write_section
-from bench.harness.reporting import histogram_percentile, ratio_text, target_lines
-from bench.harness.results import Cell, MiB, busy_share, growth_slope, median, rss_at, summarise
+from bench.harness.reporting import fixed_rate_lines, histogram_percentile, ratio_text, target_lines
+from bench.harness.results import (
+    Cell,
+    MiB,
+    busy_share,
+    growth_slope,
+    median,
+    rss_at,
+    summarise,
+    summarise_fixed_rate,
+)
 from bench.harness.stack import parse_prometheus, with_database
 from bench.harness.variants import FULL_VARIANTS, QUICK_VARIANTS, VARIANTS, Endpoints, rotated, unknown_variants
 
@@ -224,7 +235,13 @@ def test_comma_lists_and_unknown_variants_on_the_command_line() -> None:
         check_variants(parser, ["hcv", "hvc"])
 
 
-SCRIPTS = ("bench/overhead.py", "bench/profile_overhead.py", "bench/instructions.py")
+SCRIPTS = (
+    "bench/overhead.py",
+    "bench/profile_overhead.py",
+    "bench/instructions.py",
+    "bench/fixed_rate.py",
+    "bench/asgi_concurrency.py",
+)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -258,3 +275,43 @@ def test_harness_modules_import_only_modules_listed_before_them() -> None:
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bench.harness."):
                 imported.add((node.module or "").removeprefix("bench.harness."))
         assert imported <= set(order[:position]), f"{name} imports {sorted(imported - set(order[:position]))}"
+
+
+# The fixed-rate load ----------------------------------------------------------------------------
+
+
+def fixed(variant: str, round_no: int, p50: float, p99: float, success: float = 1.0) -> Cell:
+    figures = {"p50": p50, "p99": p99, "max": p99 * 2, "throughput": 100.0, "success": success}
+    return Cell("bare", variant, round_no, 0, f"s-{variant}-{round_no}", fixed_rate=figures)
+
+
+def test_fixed_rate_ratios_are_taken_per_round_and_failures_show() -> None:
+    cells = [
+        fixed("baseline", 1, 4.0, 10.0),
+        fixed("hcv", 1, 5.0, 30.0),
+        fixed("baseline", 2, 2.0, 5.0),
+        fixed("hcv", 2, 3.0, 10.0, success=0.98),
+        Cell("bare", "hcv", 3, 0, "no-vegeta"),  # a cell measured by wrk only is left out
+    ]
+    summary = summarise_fixed_rate(cells, "baseline")[("bare", "hcv")]
+    assert summary.rounds == 2
+    assert summary.p99_ratio == pytest.approx([3.0, 2.0])
+    assert summary.p50_ratio == pytest.approx([1.25, 1.5])
+    assert summary.success == pytest.approx(0.98)
+    lines = fixed_rate_lines(cells, "baseline", 100, 10)
+    (row,) = [line for line in lines if line.startswith("| bare | hcv |")]
+    assert "| 2.50 (2.00-3.00) |" in row and "98.0%" in row
+    assert lines[-1] == "Target, bare: hcv p99 ≤ 2 x baseline at 100 req/s: 2.50, **FAIL**."
+
+
+def test_vegeta_is_taken_from_the_cache_keyed_by_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_HCV_CACHE", str(tmp_path))
+    assert cache_dir() == tmp_path
+    cached = tmp_path / "bin" / f"vegeta-{VEGETA_VERSION}"
+    cached.parent.mkdir()
+    cached.write_text("#!/bin/sh\n")
+    cached.chmod(0o755)
+    monkeypatch.setattr(loadgen, "find_go", lambda: None)  # no Go: a build would fail
+    assert ensure_vegeta() == cached
+    with pytest.raises(SystemExit, match="Go"):
+        ensure_vegeta("v0.0.0-not-cached")
