@@ -1,6 +1,6 @@
 """Run the example service under opentelemetry-instrument, send diagnoses, and print the
-telemetry they produced, read back from Jaeger and Prometheus (or, with --local, from a
-loopback OTLP receiver in this process).
+telemetry they produced, read back from Jaeger, Prometheus and VictoriaLogs (or, with
+--local, from a loopback OTLP receiver in this process).
 
 Started by scripts/demo.sh, which brings the backend stack up first.
 """
@@ -118,7 +118,37 @@ def prometheus_query(prometheus: str, query: str) -> list[dict[str, Any]]:
     return get_json(url)["data"]["result"]
 
 
-def report_from_backends(sent: list[tuple[str, str, int]], jaeger: str, prometheus: str, instance: str) -> None:
+def logsql(victorialogs: str, query: str) -> list[dict[str, str]]:
+    """Log lines as VictoriaLogs answers a LogsQL query (one JSON object per line)."""
+    body = urllib.parse.urlencode({"query": query, "limit": 100}).encode()
+    with urllib.request.urlopen(f"{victorialogs}/select/logsql/query", data=body, timeout=5) as response:
+        return [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
+
+
+def victorialogs_ui(victorialogs: str, query: str) -> str:
+    """The VictoriaLogs web UI showing a query's lines (the Jaeger UI links to the same page)."""
+    return f"{victorialogs}/select/vmui/#/?query={urllib.parse.quote(query, safe='')}&g0.relative_time=last_7_days"
+
+
+def report_logs(victorialogs: str, jaeger: str, label: str, trace_id: str) -> None:
+    query = f'trace_id:"{trace_id}"'
+    lines = poll(lambda: logsql(victorialogs, query))
+    print(f"\nLog lines of '{label}' as VictoriaLogs answers  {query}:")
+    if not lines:
+        print("    (not in VictoriaLogs after 30 s: is it running? scripts/stack.sh status)")
+        return
+    for line in sorted(lines, key=lambda line: line["_time"]):
+        fields = {k: line[k] for k in ("severity_text", "span_id", "request_id") if k in line}
+        print(f"    {line['_time']}  {line['_msg'][:70]:70}  {json.dumps(fields)}")
+    request_id = lines[0].get("request_id", "")
+    print(f"  in the VictoriaLogs UI:      {victorialogs_ui(victorialogs, query)}")
+    print(f"  the same request by its id:  {victorialogs_ui(victorialogs, f'request_id:{json.dumps(request_id)}')}")
+    print(f"  and back to the trace:       {jaeger}/trace/{trace_id}  (the trace_id field of any line)")
+
+
+def report_from_backends(
+    sent: list[tuple[str, str, int]], jaeger: str, prometheus: str, victorialogs: str, instance: str
+) -> None:
     print("\nTraces in Jaeger:")
     for label, trace_id, _ in sent:
         print(f"  {label:28} {jaeger}/trace/{trace_id}")
@@ -131,6 +161,7 @@ def report_from_backends(sent: list[tuple[str, str, int]], jaeger: str, promethe
         print_span_tree(spans)
     else:
         print("    (not in Jaeger after 30 s: is the collector running? scripts/stack.sh status)")
+    report_logs(victorialogs, jaeger, label, trace_id)
     # This run's series only: the collector turns service.instance.id into the instance label.
     this_run = f'instance="{instance}"'
     queries = {
@@ -203,6 +234,7 @@ def main() -> int:
 
     jaeger = os.environ.get("JAEGER_QUERY_URL", "http://127.0.0.1:16686")
     prometheus = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090")
+    victorialogs = os.environ.get("VICTORIALOGS_URL", "http://127.0.0.1:9428")
     workdir = Path(tempfile.mkdtemp(prefix="otel-hcv-demo-"))
     receiver = OtlpReceiver().__enter__() if args.local else None
     endpoint = (
@@ -237,7 +269,7 @@ def main() -> int:
         if receiver:
             report_local(receiver, sent)
         else:
-            report_from_backends(sent, jaeger, prometheus, instance)
+            report_from_backends(sent, jaeger, prometheus, victorialogs, instance)
     finally:
         service.stop()
         if receiver:

@@ -12,11 +12,13 @@ Usage: scripts/stack.sh COMMAND [COMPONENT]
 Commands:
   install            Install missing apt packages (redis-server, prometheus + promtool,
                      wrk, curl, npm, chromium + chromium-driver for the browser
-                     tests, postgresql if no server binaries exist), build the
-                     collector and Jaeger v2 into the cache (needs Go >= 1.25 on
-                     PATH; apt needs root or sudo) and the Jaeger UI (Node.js 24
-                     from the npm registry; see OTEL_HCV_JAEGER_UI). Idempotent;
-                     cached binaries and UI builds are reused.
+                     tests, postgresql if no server binaries exist, Java and Maven
+                     if missing), build the collector, the Kafka tier's collector,
+                     Jaeger v2, VictoriaLogs and VictoriaMetrics (+ vmauth, vmalert)
+                     into the cache (needs Go >= 1.25 on PATH; apt needs root or
+                     sudo), the Jaeger UI (Node.js 24 from the npm registry; see
+                     OTEL_HCV_JAEGER_UI), and fetch Kafka's jars with Maven.
+                     Idempotent; cached binaries and UI builds are reused.
   start [COMPONENT]  Start all components (or one) in the background and wait until
                      each is healthy. Components already running and healthy are left
                      alone. Exits non-zero, showing the log tail, if one fails.
@@ -30,22 +32,40 @@ Commands:
   validate           Validate collector/otel-config.yaml, agent.yaml (both resolvers),
                      gateway.yaml and jaeger/config.yaml with the built binaries, and
                      the Prometheus config/rules with promtool.
-  bin NAME           Print the path of the cached binary NAME (collector|jaeger);
+  bin NAME           Print the path of the cached binary NAME (collector|kafka-collector|
+                     jaeger|victorialogs|victoriametrics|vmauth|vmalert|kafka);
                      exit 1 if it has not been built.
-  start-tier [N]     Start the agent/gateway tier beside the stack: N gateways
+  start-clusters     Start the loopback clusters: three Kafka brokers (KRaft, each
+                     also a controller; topics otlp_spans/otlp_metrics/otlp_logs with
+                     replication factor 3), two VictoriaMetrics nodes, vmauth (queries,
+                     failing over between the nodes) and vmalert (prometheus/rules.yml).
+  stop-clusters      Stop them (`stop` without a component stops them too).
+  reset-clusters     Stop them and delete their data.
+  status-clusters    Show pid, health and address of every cluster member.
+  kafka-topics ARGS  Kafka's topic tool against the loopback brokers, e.g.
+                     kafka-topics --describe --topic otlp_spans
+  kafka-consumer-groups ARGS
+                     Kafka's consumer-group tool, e.g. the gateways' lag:
+                     kafka-consumer-groups --describe --group otel-hcv-gateways
+  start-tier [N] [direct|kafka]
+                     Start the agent/gateway tier beside the stack: N gateways
                      (collector/gateway.yaml; default 2, at most 4) and one agent
                      (collector/agent.yaml) that routes spans to them by trace id
                      (static resolver). Send OTLP to the agent (http://127.0.0.1:25018).
                      The gateways export to Jaeger and are scraped by Prometheus, so
                      run `start` too. A tier running with another N is restarted.
                      OTEL_HCV_SAMPLING_* in the environment reach the gateways.
+                     kafka: the agent writes every signal to Kafka (keyed by trace
+                     id) and the gateways consume it as one group, writing metrics
+                     to both VictoriaMetrics nodes and logs to VictoriaLogs; needs
+                     start-clusters (collector/kafka-agent.yaml, kafka-gateway.yaml).
   stop-tier          Stop the agent and the gateways (`stop` without a component
                      stops them too).
   status-tier        Show pid, health and address of the agent and the gateways
                      (exit 1 if the tier is not fully running and healthy).
   help               Show this help.
 
-Components (start order): postgres redis jaeger collector prometheus
+Components (start order): postgres redis jaeger victorialogs collector prometheus
 Tier members (start-tier): gateway-1 .. gateway-N, then agent. Member k (agent 0,
   gateway-i i) listens on 25k17 OTLP gRPC, 25k18 OTLP HTTP, 25k33 health, 25k88 own
   metrics, and a gateway on 25k89 (prometheus exporter): agent 25017, gateway-1 25117.
@@ -54,8 +74,8 @@ Environment:
   OTEL_HCV_CACHE          build cache: Go toolchain caches and binaries
                           (default: $HOME/.cache/otel-hcv)
   OTEL_HCV_STATE          pid files, logs, PostgreSQL/Prometheus data (default: /tmp/otel-hcv-stack)
-  OTEL_HCV_DATA           what must outlive a reboot: Jaeger's Badger store and the
-                          collector's persistent export queues
+  OTEL_HCV_DATA           what must outlive a reboot: Jaeger's Badger store,
+                          VictoriaLogs' data and the collector's persistent export queues
                           (default: ${XDG_DATA_HOME:-$HOME/.local/share}/otel-hcv)
   OTEL_HCV_PG_PORT        PostgreSQL port (default: 55432)
   OTEL_HCV_REDIS_PORT     Redis port (default: 56379)
@@ -72,6 +92,10 @@ Environment:
                           $OTEL_HCV_STATE/jaeger, kept across restarts) or memory
   OTEL_HCV_JAEGER_RETENTION
                           how long Badger keeps spans (Go duration, default: 72h)
+  OTEL_HCV_LOGS_RETENTION how long VictoriaLogs keeps log lines (default: 7d)
+  OTEL_HCV_KAFKA_PARTITIONS
+                          partitions per Kafka topic (default: 6)
+  OTEL_HCV_KAFKA_HEAP     heap of each Kafka broker (default: 512m)
   OTEL_HCV_VENDOR_*       optional vendor forwarding, passed to the collector
                           (see docs/stack.md)
 EOF
@@ -87,6 +111,7 @@ STATE="${OTEL_HCV_STATE:-/tmp/otel-hcv-stack}"
 DATA="${OTEL_HCV_DATA:-${XDG_DATA_HOME:-$HOME/.local/share}/otel-hcv}"
 JAEGER_STORAGE="${OTEL_HCV_JAEGER_STORAGE:-badger}"
 JAEGER_RETENTION="${OTEL_HCV_JAEGER_RETENTION:-72h}"
+LOGS_RETENTION="${OTEL_HCV_LOGS_RETENTION:-7d}"
 PG_PORT="${OTEL_HCV_PG_PORT:-55432}"
 REDIS_PORT="${OTEL_HCV_REDIS_PORT:-56379}"
 PG_OS_USER="${OTEL_HCV_PG_OS_USER:-postgres}"
@@ -103,6 +128,8 @@ JAEGER_OTLP_HTTP_PORT=14318
 JAEGER_QUERY_PORT=16686
 JAEGER_HEALTH_PORT=14133
 PROMETHEUS_PORT=9090
+# VictoriaLogs: OTLP logs in, LogsQL queries and its web UI (/select/vmui/) out.
+VICTORIALOGS_PORT=9428
 
 # Collector: built with go.opentelemetry.io/collector/cmd/builder at this version;
 # collector/builder-config.yaml pins every component to the same release.
@@ -127,8 +154,27 @@ JAEGER_VERSION=2.12.0
 # it against this Jaeger in a browser.
 JAEGER_UI_VERSION=1.76.0
 NODE_MAJOR=24
+# The Kafka tier's collector (collector/builder-config-kafka.yaml says why it is a
+# second binary at another release).
+OCB_KAFKA_VERSION=0.155.0
+# VictoriaLogs (the searchable log store) and VictoriaMetrics (the metrics store of
+# the loopback clusters): built from their Go modules like Jaeger. The cluster form of
+# VictoriaMetrics (vminsert/vmselect/vmstorage) lives on upstream's `cluster` branch
+# and its -cluster tags, which the Go module proxy does not serve (v1.151.0-cluster:
+# "not available"); the module's app/vmselect and app/vmstorage are the single-node
+# binary's libraries. So the clusters run two single-node VictoriaMetrics, written to
+# by every gateway (replication factor 2 on the writer's side) and read through
+# vmauth, which fails over between them (docs/operations.md).
+VICTORIALOGS_MODULE=github.com/VictoriaMetrics/VictoriaLogs
+VICTORIALOGS_VERSION=v1.52.2
+VICTORIAMETRICS_MODULE=github.com/VictoriaMetrics/VictoriaMetrics
+VICTORIAMETRICS_VERSION=v1.151.0
+VICTORIAMETRICS_APPS=(victoria-metrics vmauth vmalert)
+# Apache Kafka: its jars and their runtime dependencies, resolved by Maven from
+# kafka/pom.xml, run on the machine's Java (17 or newer).
+KAFKA_VERSION=4.4.0
 
-COMPONENTS=(postgres redis jaeger collector prometheus)
+COMPONENTS=(postgres redis jaeger victorialogs collector prometheus)
 
 # Agent/gateway tier (start-tier). Member k -- agent k=0, gateway-i k=i -- uses the
 # ports 25000 + 100*k + {17 OTLP gRPC, 18 OTLP HTTP, 33 health, 88 own metrics,
@@ -140,6 +186,22 @@ TIER_PORT_BASE=25000
 MAX_GATEWAYS=4
 DEFAULT_GATEWAYS=2
 TIER_GATEWAYS=$DEFAULT_GATEWAYS
+
+# The loopback clusters (start-clusters): three Kafka brokers (KRaft, each also a
+# controller), two VictoriaMetrics nodes, vmauth in front of them for queries and
+# vmalert running prometheus/rules.yml. Kafka member i listens on 29000 + 100*i + 92
+# (clients) and + 93 (controllers); VictoriaMetrics node i on 28000 + 100*i + 28;
+# vmauth on 28028, vmalert on 28088.
+KAFKA_MEMBERS=(kafka-1 kafka-2 kafka-3)
+VM_MEMBERS=(victoriametrics-1 victoriametrics-2)
+CLUSTER_MEMBERS=("${KAFKA_MEMBERS[@]}" "${VM_MEMBERS[@]}" vmauth vmalert)
+KAFKA_TOPICS=(otlp_spans otlp_metrics otlp_logs)
+KAFKA_PARTITIONS="${OTEL_HCV_KAFKA_PARTITIONS:-6}"
+KAFKA_HEAP="${OTEL_HCV_KAFKA_HEAP:-512m}"
+VMAUTH_PORT=28028
+VMALERT_PORT=28088
+KAFKA_AGENT_CONFIG="$ROOT/collector/kafka-agent.yaml"
+KAFKA_GATEWAY_CONFIG="$ROOT/collector/kafka-gateway.yaml"
 
 COLLECTOR_CONFIG="$ROOT/collector/otel-config.yaml"
 BUILDER_CONFIG="$ROOT/collector/builder-config.yaml"
@@ -165,7 +227,14 @@ builder_config_hash() { sha256sum "$BUILDER_CONFIG" | cut -c1-8; }
 collector_bin() { echo "$CACHE/bin/otelcol-hcv-$OCB_VERSION-$(builder_config_hash)"; }
 jaeger_bin() { echo "$CACHE/bin/jaeger-$JAEGER_VERSION"; }
 node_prefix() { echo "$CACHE/tools/node-$NODE_MAJOR"; }
-builder_bin() { echo "$CACHE/tools/builder-v$OCB_VERSION/builder"; }
+builder_bin() { echo "$CACHE/tools/builder-v${1:-$OCB_VERSION}/builder"; }
+BUILDER_KAFKA_CONFIG="$ROOT/collector/builder-config-kafka.yaml"
+kafka_collector_bin() {
+  echo "$CACHE/bin/otelcol-hcv-kafka-$OCB_KAFKA_VERSION-$(sha256sum "$BUILDER_KAFKA_CONFIG" | cut -c1-8)"
+}
+victorialogs_bin() { echo "$CACHE/bin/victoria-logs-$VICTORIALOGS_VERSION"; }
+victoriametrics_bin() { echo "$CACHE/bin/${1:-victoria-metrics}-$VICTORIAMETRICS_VERSION"; }
+kafka_home() { echo "$CACHE/kafka/$KAFKA_VERSION"; }
 
 pg_bindir() {
   local d
@@ -236,12 +305,8 @@ build_collector() {
     return 0
   fi
   go_env
+  install_builder "$OCB_VERSION"
   builder="$(builder_bin)"
-  if [[ ! -x "$builder" ]]; then
-    log "collector: installing builder v$OCB_VERSION (go install)"
-    run_with_progress "go install builder" "$CACHE/build/builder-install.log" \
-      env GOBIN="$(dirname "$builder")" go install "go.opentelemetry.io/collector/cmd/builder@v$OCB_VERSION"
-  fi
   out="$CACHE/build/otelcol-hcv-$OCB_VERSION-$(builder_config_hash)"
   rm -rf "$out"
   log "collector: building with ocb v$OCB_VERSION (first build takes several minutes)"
@@ -250,6 +315,112 @@ build_collector() {
   cp "$out/otelcol-hcv" "$bin.tmp.$$"
   mv -f "$bin.tmp.$$" "$bin"
   log "collector: built $bin"
+}
+
+install_builder() {
+  local version="$1" builder
+  builder="$(builder_bin "$version")"
+  if [[ ! -x "$builder" ]]; then
+    log "collector: installing builder v$version (go install)"
+    run_with_progress "go install builder v$version" "$CACHE/build/builder-install-$version.log" \
+      env GOBIN="$(dirname "$builder")" go install "go.opentelemetry.io/collector/cmd/builder@v$version"
+  fi
+}
+
+# The Kafka tier's collector: ocb writes the sources and go.mod; its own `go mod tidy`
+# then fails on test-only imports of some dependencies that the module proxy does not
+# serve at this release, so the tidy is redone with -e (which records every module the
+# build needs and leaves those out) and the binary is built with `go build`.
+build_kafka_collector() {
+  local bin out
+  bin="$(kafka_collector_bin)"
+  if [[ -x "$bin" ]]; then
+    log "kafka collector: cached $bin"
+    return 0
+  fi
+  go_env
+  install_builder "$OCB_KAFKA_VERSION"
+  out="$CACHE/build/$(basename "$bin")"
+  rm -rf "$out"
+  log "kafka collector: building with ocb v$OCB_KAFKA_VERSION (first build takes several minutes)"
+  "$(builder_bin "$OCB_KAFKA_VERSION")" --config "$BUILDER_KAFKA_CONFIG" --output-path "$out" \
+    --skip-compilation >"$CACHE/build/otelcol-kafka-generate.log" 2>&1 || true
+  [[ -f $out/go.mod && -f $out/components.go ]] \
+    || { tail -n 20 "$CACHE/build/otelcol-kafka-generate.log" >&2; die "kafka collector: ocb wrote no sources"; }
+  # shellcheck disable=SC2016 # $1, $2 are expanded by the inner bash
+  run_with_progress "kafka collector build" "$CACHE/build/otelcol-kafka-build.log" \
+    bash -c 'cd "$1" && go mod tidy -e -compat=1.25 && go build -trimpath -ldflags "-s -w" -o "$2" .' \
+    _ "$out" "$bin.tmp.$$"
+  mv -f "$bin.tmp.$$" "$bin"
+  rm -rf "$out"
+  log "kafka collector: built $bin"
+}
+
+# build_go_module_apps MODULE VERSION NAME-FUNCTION APP...: download the tagged module
+# and `go build ./app/APP` for each APP inside a writable copy of it (the module's own
+# go.mod, replace directives included, then applies).
+build_go_module_apps() {
+  local module="$1" version="$2" name_of="$3" dir src app missing=()
+  shift 3
+  for app in "$@"; do
+    [[ -x "$("$name_of" "$app")" ]] || missing+=("$app")
+  done
+  if (( ${#missing[@]} == 0 )); then
+    log "$module: cached ($*)"
+    return 0
+  fi
+  go_env
+  log "$module: downloading $version"
+  run_with_progress "go mod download $module" "$CACHE/build/$(basename "$module")-download.log" \
+    go mod download -json "$module@$version"
+  dir="$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' "$CACHE/build/$(basename "$module")-download.log" | head -n 1)"
+  [[ -n "$dir" && -d "$dir" ]] || die "$module: could not locate the downloaded module"
+  src="$CACHE/build/$(basename "$module")-src-$version"
+  rm -rf "$src"
+  cp -R "$dir" "$src"
+  chmod -R u+w "$src"
+  for app in "${missing[@]}"; do
+    log "$module: building ./app/$app"
+    # shellcheck disable=SC2016 # $1..$3 are expanded by the inner bash
+    run_with_progress "$app build" "$CACHE/build/$app-build.log" \
+      bash -c 'cd "$1" && go build -trimpath -ldflags "-s -w" -o "$3" "./app/$2"' \
+      _ "$src" "$app" "$("$name_of" "$app").tmp.$$"
+    mv -f "$("$name_of" "$app").tmp.$$" "$("$name_of" "$app")"
+  done
+  rm -rf "$src"
+}
+
+victorialogs_name() { victorialogs_bin; }
+
+build_victorialogs() {
+  build_go_module_apps "$VICTORIALOGS_MODULE" "$VICTORIALOGS_VERSION" victorialogs_name victoria-logs
+}
+
+build_victoriametrics() {
+  build_go_module_apps "$VICTORIAMETRICS_MODULE" "$VICTORIAMETRICS_VERSION" victoriametrics_bin \
+    "${VICTORIAMETRICS_APPS[@]}"
+}
+
+# Kafka: Maven resolves the runtime dependency tree of kafka/pom.xml into the cache.
+install_kafka() {
+  local home libs
+  home="$(kafka_home)"
+  libs="$home/libs"
+  if [[ -f "$home/.complete" ]]; then
+    log "kafka: cached $home"
+    return 0
+  fi
+  command -v java >/dev/null 2>&1 || die "kafka: Java 17 or newer is needed (apt-get install openjdk-17-jre-headless)"
+  command -v mvn >/dev/null 2>&1 || die "kafka: Maven is needed to fetch Kafka's jars (apt-get install maven)"
+  rm -rf "$home"
+  mkdir -p "$libs"
+  log "kafka: resolving org.apache.kafka:kafka_2.13:$KAFKA_VERSION and its runtime dependencies (Maven)"
+  run_with_progress "kafka jars" "$CACHE/build/kafka-resolve.log" \
+    mvn -B -q -f "$ROOT/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" -Dmaven.repo.local="$CACHE/maven" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs"
+  [[ -f "$libs/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "kafka: kafka_2.13-$KAFKA_VERSION.jar missing after resolution"
+  touch "$home/.complete"
+  log "kafka: $(find "$libs" -name '*.jar' | wc -l) jars in $libs"
 }
 
 build_jaeger() {
@@ -410,6 +581,9 @@ apt_install() {
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+  # Kafka (start-clusters) runs on Java 17+ and its jars come through Maven.
+  command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null 2>&1 || missing+=(maven)
   if (( ${#missing[@]} == 0 )); then
     log "apt: all packages present"
     return 0
@@ -451,8 +625,16 @@ cmd_install() {
   build_collector
   build_jaeger
   build_ui
+  build_victorialogs
+  build_kafka_collector
+  build_victoriametrics
+  install_kafka
   log "install complete in $((SECONDS - start))s"
   log "  collector: $(collector_bin)"
+  log "  kafka tier collector: $(kafka_collector_bin)"
+  log "  victorialogs: $(victorialogs_bin)"
+  log "  victoriametrics: $(victoriametrics_bin) (+ vmauth, vmalert)"
+  log "  kafka: $(kafka_home)"
   log "  jaeger:    $(jaeger_bin)"
   log "  jaeger UI: $(jaeger_ui_dir || echo 'none (placeholder page)')"
 }
@@ -470,9 +652,15 @@ proc_marker() {
     redis) echo redis ;;
     jaeger) echo jaeger ;;
     collector) echo otelcol-hcv ;;
+    victorialogs) echo victoria-logs ;;
     prometheus) echo prometheus ;;
-    agent) echo "$AGENT_CONFIG" ;;
-    gateway-*) echo "$GATEWAY_CONFIG" ;;
+    # Either tier (direct: agent.yaml; kafka: kafka-agent.yaml), from this clone only.
+    agent) echo "$ROOT/collector/[a-z-]*agent\.yaml" ;;
+    gateway-*) echo "$ROOT/collector/[a-z-]*gateway\.yaml" ;;
+    kafka-*) echo "$STATE/clusters/$1/server.properties" ;;
+    victoriametrics-*) echo "$STATE/clusters/$1/data" ;;
+    vmauth) echo "$STATE/clusters/vmauth.yaml" ;;
+    vmalert) echo "-rule=$PROM_RULES" ;;
   esac
 }
 
@@ -509,9 +697,23 @@ component_port() {
     redis) echo "$REDIS_PORT" ;;
     jaeger) echo "$JAEGER_QUERY_PORT" ;;
     collector) echo "$OTLP_HTTP_PORT" ;;
+    victorialogs) echo "$VICTORIALOGS_PORT" ;;
     prometheus) echo "$PROMETHEUS_PORT" ;;
     agent | gateway-*) tier_port "$1" 18 ;;
+    kafka-*) kafka_port "$1" 92 ;;
+    victoriametrics-*) vm_port "$1" ;;
+    vmauth) echo "$VMAUTH_PORT" ;;
+    vmalert) echo "$VMALERT_PORT" ;;
   esac
+}
+
+# kafka_port kafka-I SUFFIX: 92 (clients) or 93 (controllers).
+kafka_port() { echo $((29000 + 100 * ${1#kafka-} + $2)); }
+vm_port() { echo $((28000 + 100 * ${1#victoriametrics-} + 28)); }
+kafka_bootstrap() {
+  local m out=""
+  for m in "${KAFKA_MEMBERS[@]}"; do out+="${out:+,}$HOST:$(kafka_port "$m" 92)"; done
+  echo "$out"
 }
 
 # tier_port MEMBER SUFFIX: port SUFFIX (17, 18, 33, 88, 89) of a tier member.
@@ -541,8 +743,18 @@ component_address() {
     jaeger) echo "http://$HOST:$JAEGER_QUERY_PORT (OTLP in: $HOST:14317 grpc, $HOST:$JAEGER_OTLP_HTTP_PORT http)" ;;
     collector) echo "OTLP $HOST:$OTLP_GRPC_PORT grpc, http://$HOST:$OTLP_HTTP_PORT; metrics http://$HOST:$COLLECTOR_PROM_PORT/metrics" ;;
     prometheus) echo "http://$HOST:$PROMETHEUS_PORT" ;;
+    victorialogs) echo "http://$HOST:$VICTORIALOGS_PORT (UI /select/vmui/, OTLP logs in /insert/opentelemetry/v1/logs)" ;;
     agent) echo "OTLP $HOST:$(tier_port agent 17) grpc, http://$HOST:$(tier_port agent 18); own metrics :$(tier_port agent 88), health :$(tier_port agent 33)" ;;
-    gateway-*) echo "OTLP $HOST:$(tier_port "$1" 17) grpc, :$(tier_port "$1" 18) http; metrics http://$HOST:$(tier_port "$1" 89)/metrics, own :$(tier_port "$1" 88), health :$(tier_port "$1" 33)" ;;
+    gateway-*)
+      if [[ $(tier_recorded_mode) == kafka ]]; then
+        echo "Kafka group otel-hcv-gateways; metrics http://$HOST:$(tier_port "$1" 89)/metrics, own :$(tier_port "$1" 88), health :$(tier_port "$1" 33)"
+      else
+        echo "OTLP $HOST:$(tier_port "$1" 17) grpc, :$(tier_port "$1" 18) http; metrics http://$HOST:$(tier_port "$1" 89)/metrics, own :$(tier_port "$1" 88), health :$(tier_port "$1" 33)"
+      fi ;;
+    kafka-*) echo "$HOST:$(kafka_port "$1" 92) (controller $HOST:$(kafka_port "$1" 93))" ;;
+    victoriametrics-*) echo "http://$HOST:$(vm_port "$1") (remote write /api/v1/write)" ;;
+    vmauth) echo "http://$HOST:$VMAUTH_PORT (Prometheus query API over the VictoriaMetrics nodes)" ;;
+    vmalert) echo "http://$HOST:$VMALERT_PORT (prometheus/rules.yml against vmauth)" ;;
   esac
 }
 
@@ -562,12 +774,26 @@ is_healthy() {
         && port_open "$OTLP_GRPC_PORT" && port_open "$OTLP_HTTP_PORT" ;;
     prometheus)
       http_ok "http://$HOST:$PROMETHEUS_PORT/-/ready" ;;
+    victorialogs)
+      http_ok "http://$HOST:$VICTORIALOGS_PORT/health" ;;
     agent)
       http_ok "http://$HOST:$(tier_port agent 33)/" && port_open "$(tier_port agent 17)" \
         && port_open "$(tier_port agent 18)" ;;
     gateway-*)
-      http_ok "http://$HOST:$(tier_port "$1" 33)/" && http_ok "http://$HOST:$(tier_port "$1" 89)/metrics" \
-        && port_open "$(tier_port "$1" 17)" && port_open "$(tier_port "$1" 18)" ;;
+      if [[ $(tier_recorded_mode) == kafka ]]; then
+        http_ok "http://$HOST:$(tier_port "$1" 33)/" && http_ok "http://$HOST:$(tier_port "$1" 89)/metrics"
+      else
+        http_ok "http://$HOST:$(tier_port "$1" 33)/" && http_ok "http://$HOST:$(tier_port "$1" 89)/metrics" \
+          && port_open "$(tier_port "$1" 17)" && port_open "$(tier_port "$1" 18)"
+      fi ;;
+    kafka-*)
+      port_open "$(kafka_port "$1" 92)" ;;
+    victoriametrics-*)
+      http_ok "http://$HOST:$(vm_port "$1")/health" ;;
+    vmauth)
+      http_ok "http://$HOST:$VMAUTH_PORT/api/v1/status/buildinfo" ;;
+    vmalert)
+      http_ok "http://$HOST:$VMALERT_PORT/health" ;;
   esac
 }
 
@@ -721,7 +947,7 @@ launch_jaeger() {
   mkdir -p "$DATA/jaeger/badger"
   spawn jaeger env JAEGER_LISTEN_HOST="$HOST" JAEGER_UI_ASSETS="$ui" JAEGER_TRACE_STORAGE="$store" \
     JAEGER_BADGER_DIR="$DATA/jaeger/badger" JAEGER_RETENTION="$JAEGER_RETENTION" \
-    JAEGER_METRICS_PROMETHEUS="http://$HOST:$PROMETHEUS_PORT" \
+    JAEGER_METRICS_PROMETHEUS="http://$HOST:$PROMETHEUS_PORT" JAEGER_UI_CONFIG="$ROOT/jaeger/ui-config.json" \
     "$bin" --config "$JAEGER_CONFIG"
 }
 
@@ -735,8 +961,19 @@ launch_collector() {
   # OTEL_HCV_VENDOR_* / OTEL_HCV_DEBUG_VERBOSITY pass through from the caller's environment.
   spawn collector env OTEL_COLLECTOR_BIND="$HOST" \
     JAEGER_OTLP_ENDPOINT="http://$HOST:$JAEGER_OTLP_HTTP_PORT" \
+    VICTORIALOGS_OTLP_LOGS_ENDPOINT="http://$HOST:$VICTORIALOGS_PORT/insert/opentelemetry/v1/logs" \
     OTEL_HCV_LOG_SINK="$LOG_SINK" OTEL_HCV_QUEUE_DIR="$DATA/collector/queue" \
     "$bin" --config "$COLLECTOR_CONFIG"
+}
+
+launch_victorialogs() {
+  local bin
+  bin="$(victorialogs_bin)"
+  [[ -x "$bin" ]] || { log "victorialogs: $bin not built (run: scripts/stack.sh install)"; return 1; }
+  check_port_free victorialogs "$VICTORIALOGS_PORT" || return 1
+  mkdir -p "$DATA/victorialogs"
+  spawn victorialogs "$bin" -httpListenAddr="$HOST:$VICTORIALOGS_PORT" \
+    -storageDataPath="$DATA/victorialogs" -retentionPeriod="$LOGS_RETENTION" -loggerLevel=WARN
 }
 
 launch_prometheus() {
@@ -767,6 +1004,135 @@ launch_gateway() {
     "$bin" --config "$GATEWAY_CONFIG"
 }
 
+launch_kafka() {
+  local c="kafka-$1" libs dir id voters="" m
+  libs="$(kafka_home)/libs"
+  [[ -f "$(kafka_home)/.complete" ]] || { log "$c: Kafka not installed (run: scripts/stack.sh install)"; return 1; }
+  check_port_free "$c" "$(kafka_port "$c" 92)" "$(kafka_port "$c" 93)" || return 1
+  dir="$STATE/clusters/$c"
+  mkdir -p "$dir/data"
+  for m in "${KAFKA_MEMBERS[@]}"; do voters+="${voters:+,}${m#kafka-}@$HOST:$(kafka_port "$m" 93)"; done
+  # Three combined broker+controller nodes: the controller quorum and every topic's
+  # replicas survive one node down. Writes wait for 2 in-sync replicas (acks=all on
+  # the agents), so a record an agent was told OK about is on two brokers.
+  cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=$1
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://$HOST:$(kafka_port "$c" 92),CONTROLLER://$HOST:$(kafka_port "$c" 93)
+advertised.listeners=PLAINTEXT://$HOST:$(kafka_port "$c" 92)
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+num.partitions=$KAFKA_PARTITIONS
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+unclean.leader.election.enable=false
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+log.retention.hours=24
+log.segment.bytes=67108864
+EOF
+  id="$(cat "$STATE/clusters/kafka.cluster-id" 2>/dev/null || true)"
+  if [[ -z $id ]]; then
+    # A Kafka cluster id: 16 random bytes, URL-safe base64 without padding.
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    echo "$id" >"$STATE/clusters/kafka.cluster-id"
+  fi
+  if [[ ! -f "$dir/data/meta.properties" ]]; then
+    java -cp "$libs/*" -Dlog4j2.configurationFile="$ROOT/kafka/log4j2.properties" kafka.tools.StorageTool \
+      format -t "$id" -c "$dir/server.properties" --ignore-formatted >>"$(logfile "$c")" 2>&1 \
+      || { log "$c: formatting $dir/data failed"; show_log_tail "$c"; return 1; }
+  fi
+  spawn "$c" java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$ROOT/kafka/log4j2.properties" -cp "$libs/*" kafka.Kafka "$dir/server.properties"
+}
+
+launch_victoriametrics() {
+  local c="victoriametrics-$1" bin
+  bin="$(victoriametrics_bin)"
+  [[ -x "$bin" ]] || { log "$c: $bin not built (run: scripts/stack.sh install)"; return 1; }
+  check_port_free "$c" "$(vm_port "$c")" || return 1
+  mkdir -p "$STATE/clusters/$c/data"
+  # -dedup.minScrapeInterval=1ms: a sample written twice (a retried remote-write
+  # request) is stored once. -inmemoryDataFlushInterval=1s: what a node acknowledged
+  # is on disk within a second (its floor), so a node killed with SIGKILL loses at
+  # most about that much on its own (the other node holds it).
+  spawn "$c" "$bin" -httpListenAddr="$HOST:$(vm_port "$c")" -storageDataPath="$STATE/clusters/$c/data" \
+    -retentionPeriod=2d -dedup.minScrapeInterval=1ms -search.latencyOffset=0s -inmemoryDataFlushInterval=1s \
+    -loggerLevel=WARN
+}
+
+launch_vmauth() {
+  local bin conf="$STATE/clusters/vmauth.yaml" m
+  bin="$(victoriametrics_bin vmauth)"
+  [[ -x "$bin" ]] || { log "vmauth: $bin not built (run: scripts/stack.sh install)"; return 1; }
+  check_port_free vmauth "$VMAUTH_PORT" || return 1
+  mkdir -p "$STATE/clusters"
+  # Every query goes to a node that answers: a node that refuses the connection or
+  # answers 5xx is skipped for -failTimeout and the request is retried on the other.
+  {
+    echo "unauthorized_user:"
+    echo "  url_prefix:"
+    for m in "${VM_MEMBERS[@]}"; do echo "    - http://$HOST:$(vm_port "$m")"; done
+    echo "  retry_status_codes: [500, 502, 503]"
+    echo "  load_balancing_policy: first_available"
+  } >"$conf"
+  spawn vmauth "$bin" -httpListenAddr="$HOST:$VMAUTH_PORT" -auth.config="$conf" -failTimeout=2s -loggerLevel=WARN
+}
+
+launch_vmalert() {
+  local bin
+  bin="$(victoriametrics_bin vmalert)"
+  [[ -x "$bin" ]] || { log "vmalert: $bin not built (run: scripts/stack.sh install)"; return 1; }
+  check_port_free vmalert "$VMALERT_PORT" || return 1
+  # The stack's alert rules, evaluated against the VictoriaMetrics nodes through
+  # vmauth; notifications go nowhere (-notifier.blackhole): the rules' state is read
+  # from vmalert's API.
+  spawn vmalert "$bin" -httpListenAddr="$HOST:$VMALERT_PORT" -rule="$PROM_RULES" \
+    -datasource.url="http://$HOST:$VMAUTH_PORT" -notifier.blackhole -evaluationInterval=5s -loggerLevel=WARN
+}
+
+# The Kafka tier (start-tier N kafka): the otelcol-hcv-kafka binary with
+# collector/kafka-agent.yaml and collector/kafka-gateway.yaml. Same member names and
+# ports as the direct tier; the gateways consume from Kafka instead of listening.
+launch_kafka_gateway() {
+  local c="gateway-$1" bin m urls=()
+  bin="$(kafka_collector_bin)"
+  [[ -x "$bin" ]] || { log "$c: $bin not built (run: scripts/stack.sh install)"; return 1; }
+  check_port_free "$c" "$(tier_port "$c" 33)" "$(tier_port "$c" 88)" "$(tier_port "$c" 89)" || return 1
+  for m in "${VM_MEMBERS[@]}"; do urls+=("http://$HOST:$(vm_port "$m")/api/v1/write"); done
+  mkdir -p "$STATE/tier/$c"
+  spawn "$c" env OTEL_COLLECTOR_BIND="$HOST" OTEL_HCV_GATEWAY_NAME="$c" \
+    OTEL_HCV_HEALTH_PORT="$(tier_port "$c" 33)" OTEL_HCV_TELEMETRY_PORT="$(tier_port "$c" 88)" \
+    OTEL_HCV_PROMETHEUS_PORT="$(tier_port "$c" 89)" \
+    OTEL_HCV_KAFKA_BROKERS="[$(kafka_bootstrap)]" \
+    JAEGER_OTLP_ENDPOINT="http://$HOST:$JAEGER_OTLP_HTTP_PORT" \
+    VICTORIALOGS_OTLP_LOGS_ENDPOINT="http://$HOST:$VICTORIALOGS_PORT/insert/opentelemetry/v1/logs" \
+    OTEL_HCV_METRICS_WRITE_URL_1="${urls[0]}" OTEL_HCV_METRICS_WRITE_URL_2="${urls[1]}" \
+    "$bin" --config "$KAFKA_GATEWAY_CONFIG"
+}
+
+launch_kafka_agent() {
+  local bin
+  bin="$(kafka_collector_bin)"
+  [[ -x "$bin" ]] || { log "agent: $bin not built (run: scripts/stack.sh install)"; return 1; }
+  check_port_free agent "$(tier_port agent 17)" "$(tier_port agent 18)" "$(tier_port agent 33)" \
+    "$(tier_port agent 88)" || return 1
+  spawn agent env OTEL_COLLECTOR_BIND="$HOST" \
+    OTEL_HCV_OTLP_GRPC_PORT="$(tier_port agent 17)" OTEL_HCV_OTLP_HTTP_PORT="$(tier_port agent 18)" \
+    OTEL_HCV_HEALTH_PORT="$(tier_port agent 33)" OTEL_HCV_TELEMETRY_PORT="$(tier_port agent 88)" \
+    OTEL_HCV_KAFKA_BROKERS="[$(kafka_bootstrap)]" \
+    "$bin" --config "$KAFKA_AGENT_CONFIG"
+}
+
 launch_agent() {
   local bin
   bin="$(collector_bin)"
@@ -784,8 +1150,10 @@ launch_agent() {
 
 launch() {
   case "$1" in
-    agent) launch_agent ;;
-    gateway-*) launch_gateway "${1#gateway-}" ;;
+    agent) if [[ $(tier_recorded_mode) == kafka ]]; then launch_kafka_agent; else launch_agent; fi ;;
+    gateway-*) if [[ $(tier_recorded_mode) == kafka ]]; then launch_kafka_gateway "${1#gateway-}"; else launch_gateway "${1#gateway-}"; fi ;;
+    kafka-*) launch_kafka "${1#kafka-}" ;;
+    victoriametrics-*) launch_victoriametrics "${1#victoriametrics-}" ;;
     *) "launch_$1" ;;
   esac
 }
@@ -871,8 +1239,11 @@ cmd_stop() {
   local out list c i
   out="$(select_components "${1:-}")"
   read -r -a list <<<"$out"
-  # Everything: the tier first (it exports into the stack).
-  [[ -n "${1:-}" ]] || stop_tier quiet
+  # Everything: the tier first (it exports into the stack), then the clusters.
+  if [[ -z "${1:-}" ]]; then
+    stop_tier quiet
+    cmd_stop_clusters
+  fi
   for ((i = ${#list[@]} - 1; i >= 0; i--)); do
     stop_one "${list[$i]}"
   done
@@ -883,13 +1254,13 @@ cmd_stop() {
 status_rows() {
   local title="$1" c pid health rc=0
   shift
-  printf '%-11s %-8s %-8s %-9s %s\n' "$title" STATE PID HEALTH ADDRESS
+  printf '%-17s %-8s %-8s %-9s %s\n' "$title" STATE PID HEALTH ADDRESS
   for c in "$@"; do
     if pid="$(component_pid "$c")"; then
       if is_healthy "$c"; then health=healthy; else health=unhealthy; rc=1; fi
-      printf '%-11s %-8s %-8s %-9s %s\n' "$c" running "$pid" "$health" "$(component_address "$c")"
+      printf '%-17s %-8s %-8s %-9s %s\n' "$c" running "$pid" "$health" "$(component_address "$c")"
     else
-      printf '%-11s %-8s %-8s %-9s %s\n' "$c" stopped - - "$(component_address "$c")"
+      printf '%-17s %-8s %-8s %-9s %s\n' "$c" stopped - - "$(component_address "$c")"
       rc=1
     fi
   done
@@ -914,18 +1285,30 @@ tier_members() {
 }
 
 tier_recorded_gateways() { cat "$RUN_DIR/tier.gateways" 2>/dev/null || true; }
+# direct (agents route spans to the gateways by trace id) or kafka (through the clusters).
+tier_recorded_mode() { cat "$RUN_DIR/tier.mode" 2>/dev/null || echo direct; }
 
 cmd_start_tier() {
-  local n="${1:-$DEFAULT_GATEWAYS}" prev c failed=() t0=$SECONDS
+  local n="${1:-$DEFAULT_GATEWAYS}" mode="${2:-direct}" prev c failed=() t0=$SECONDS
   [[ $n =~ ^[0-9]+$ ]] && ((n >= 1 && n <= MAX_GATEWAYS)) \
     || die "start-tier: the number of gateways must be 1..$MAX_GATEWAYS (got '$n')"
+  [[ $mode == direct || $mode == kafka ]] || die "start-tier: the mode must be direct or kafka (got '$mode')"
   mkdir -p "$RUN_DIR" "$LOG_DIR"
   prev="$(tier_recorded_gateways)"
-  # The agent's static list names the gateways: another N needs a fresh tier.
-  if [[ $prev != "$n" ]] && { [[ -n $prev ]] || is_running agent; }; then
-    log "tier: running with ${prev:-an unknown number of} gateway(s); restarting it with $n"
+  # The agent's static list names the gateways: another N (or mode) needs a fresh tier.
+  if { [[ $prev != "$n" ]] || [[ $(tier_recorded_mode) != "$mode" ]]; } && { [[ -n $prev ]] || is_running agent; }; then
+    log "tier: running with ${prev:-an unknown number of} gateway(s) ($(tier_recorded_mode)); restarting it with $n ($mode)"
     stop_tier quiet
   fi
+  if [[ $mode == kafka ]]; then
+    # The clusters must be up; a member that is down (a broker, a node) is survivable.
+    local up=()
+    for c in "${CLUSTER_MEMBERS[@]}"; do
+      if is_running "$c"; then up+=("$c"); else log "tier: note: $c is not running"; fi
+    done
+    (( ${#up[@]} > 0 )) || die "start-tier $n kafka: the clusters are not running (scripts/stack.sh start-clusters)"
+  fi
+  echo "$mode" >"$RUN_DIR/tier.mode"
   for ((c = n + 1; c <= MAX_GATEWAYS; c++)); do
     is_running "gateway-$c" && stop_one "gateway-$c"
   done
@@ -940,7 +1323,7 @@ cmd_start_tier() {
   for c in jaeger prometheus; do
     is_running "$c" || log "tier: note: $c is not running (the gateways export to it): scripts/stack.sh start"
   done
-  log "tier: agent + $n gateway(s) started in $((SECONDS - t0))s; send OTLP to http://$HOST:$(tier_port agent 18) (grpc $HOST:$(tier_port agent 17))"
+  log "tier: agent + $n gateway(s) ($mode) started in $((SECONDS - t0))s; send OTLP to http://$HOST:$(tier_port agent 18) (grpc $HOST:$(tier_port agent 17))"
 }
 
 # stop_tier [quiet]: stop the agent, then every gateway that runs.
@@ -954,8 +1337,72 @@ stop_tier() {
       rm -f "$(pidfile "$c")"
     fi
   done
-  rm -f "$RUN_DIR/tier.gateways"
+  rm -f "$RUN_DIR/tier.gateways" "$RUN_DIR/tier.mode"
   (( stopped )) || [[ ${1:-} == quiet ]] || log "tier: not running"
+}
+
+# --------------------------------------------------------------------------
+# Loopback clusters: Kafka (3 brokers), VictoriaMetrics (2 nodes), vmauth, vmalert
+# --------------------------------------------------------------------------
+# kafka_tool CLASS ARGS...: one of Kafka's command-line tools on the cached jars.
+kafka_tool() {
+  local cls="$1"
+  shift
+  [[ -f "$(kafka_home)/.complete" ]] || die "Kafka not installed (run: scripts/stack.sh install)"
+  java -Xmx256m -cp "$(kafka_home)/libs/*" -Dlog4j2.configurationFile="$ROOT/kafka/log4j2.properties" "$cls" "$@"
+}
+
+create_kafka_topics() {
+  local t
+  for t in "${KAFKA_TOPICS[@]}"; do
+    kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(kafka_bootstrap)" --create \
+      --if-not-exists --topic "$t" --partitions "$KAFKA_PARTITIONS" --replication-factor 3 \
+      --config min.insync.replicas=2 >>"$LOG_DIR/kafka-topics.log" 2>&1 \
+      || { log "kafka: creating topic $t failed (see $LOG_DIR/kafka-topics.log)"; return 1; }
+  done
+  log "kafka: topics ${KAFKA_TOPICS[*]} ($KAFKA_PARTITIONS partitions, replication factor 3, min in-sync 2)"
+}
+
+cmd_start_clusters() {
+  local c failed=() t0=$SECONDS pids=() i
+  mkdir -p "$RUN_DIR" "$LOG_DIR" "$STATE/clusters"
+  # The three brokers form one quorum: start them together, then wait for each.
+  for c in "${KAFKA_MEMBERS[@]}"; do
+    if ! is_running "$c"; then launch "$c" || failed+=("$c"); fi
+  done
+  for c in "${KAFKA_MEMBERS[@]}"; do
+    wait_healthy "$c" || { show_log_tail "$c"; failed+=("$c"); }
+  done
+  (( ${#failed[@]} == 0 )) || die "clusters: failed to start: ${failed[*]}"
+  create_kafka_topics || die "clusters: Kafka topics could not be created"
+  for c in "${VM_MEMBERS[@]}" vmauth vmalert; do
+    start_one "$c" || failed+=("$c")
+  done
+  (( ${#failed[@]} == 0 )) || die "clusters: failed to start: ${failed[*]}"
+  log "clusters: started in $((SECONDS - t0))s; Kafka $(kafka_bootstrap), VictoriaMetrics queries http://$HOST:$VMAUTH_PORT"
+}
+
+cmd_stop_clusters() {
+  local i
+  # The Kafka tier reads from the clusters: stop it first.
+  [[ $(tier_recorded_mode) == kafka ]] && stop_tier quiet
+  for ((i = ${#CLUSTER_MEMBERS[@]} - 1; i >= 0; i--)); do
+    if is_running "${CLUSTER_MEMBERS[$i]}"; then stop_one "${CLUSTER_MEMBERS[$i]}"; else rm -f "$(pidfile "${CLUSTER_MEMBERS[$i]}")"; fi
+  done
+}
+
+# Stop the clusters and delete their data (Kafka logs, VictoriaMetrics data).
+cmd_reset_clusters() {
+  cmd_stop_clusters
+  rm -rf "$STATE/clusters"
+  log "clusters: data removed"
+}
+
+cmd_status_clusters() {
+  local rc=0
+  status_rows MEMBER "${CLUSTER_MEMBERS[@]}" || rc=1
+  echo "data: $STATE/clusters   logs: $LOG_DIR/{kafka-N,victoriametrics-N,vmauth,vmalert}.log"
+  return "$rc"
 }
 
 cmd_status_tier() {
@@ -975,13 +1422,14 @@ export HCV_DATABASE_URL=postgres://hcv:hcv@$HOST:$PG_PORT/hcv
 export HCV_REDIS_URL=redis://$HOST:$REDIS_PORT/0
 export JAEGER_QUERY_URL=http://$HOST:$JAEGER_QUERY_PORT
 export PROMETHEUS_URL=http://$HOST:$PROMETHEUS_PORT
+export VICTORIALOGS_URL=http://$HOST:$VICTORIALOGS_PORT
 export COLLECTOR_LOG_SINK=$LOG_SINK
 export OTEL_HCV_DATA=$DATA
 EOF
 }
 
 cmd_validate() {
-  local bin rc=0
+  local bin rc=0 f
   bin="$(collector_bin)"
   [[ -x "$bin" ]] || die "collector not built: run scripts/stack.sh install"
   log "collector: validate $COLLECTOR_CONFIG"
@@ -993,6 +1441,15 @@ cmd_validate() {
   done
   log "collector: validate $GATEWAY_CONFIG"
   OTEL_COLLECTOR_BIND="$HOST" "$bin" validate --config "$GATEWAY_CONFIG" || rc=1
+  bin="$(kafka_collector_bin)"
+  if [[ -x "$bin" ]]; then
+    for f in "$KAFKA_AGENT_CONFIG" "$KAFKA_GATEWAY_CONFIG"; do
+      log "kafka collector: validate $f"
+      OTEL_COLLECTOR_BIND="$HOST" "$bin" validate --config "$f" || rc=1
+    done
+  else
+    log "kafka collector: not built, skipping the Kafka tier's configs"
+  fi
   bin="$(jaeger_bin)"
   if [[ -x "$bin" ]]; then
     log "jaeger: validate $JAEGER_CONFIG"
@@ -1001,7 +1458,6 @@ cmd_validate() {
     log "jaeger: not built, skipping its config"
   fi
   command -v promtool >/dev/null 2>&1 || die "promtool not installed: run scripts/stack.sh install"
-  local f
   for f in "$ROOT"/prometheus/prometheus*.yml; do
     log "promtool check config $f"
     promtool check config "$f" || rc=1
@@ -1018,8 +1474,12 @@ cmd_bin() {
   local p
   case "${1:-}" in
     collector) p="$(collector_bin)" ;;
+    kafka-collector) p="$(kafka_collector_bin)" ;;
     jaeger) p="$(jaeger_bin)" ;;
-    *) die "usage: scripts/stack.sh bin collector|jaeger" ;;
+    victorialogs) p="$(victorialogs_bin)" ;;
+    victoriametrics | vmauth | vmalert) p="$(victoriametrics_bin "${1/victoriametrics/victoria-metrics}")" ;;
+    kafka) p="$(kafka_home)" ;;
+    *) die "usage: scripts/stack.sh bin collector|kafka-collector|jaeger|victorialogs|victoriametrics|vmauth|vmalert|kafka" ;;
   esac
   echo "$p"
   [[ -x "$p" ]]
@@ -1037,7 +1497,14 @@ main() {
     env) cmd_env ;;
     validate) cmd_validate ;;
     bin) cmd_bin "${1:-}" ;;
-    start-tier) cmd_start_tier "${1:-}" ;;
+    start-tier) cmd_start_tier "${1:-}" "${2:-}" ;;
+    start-clusters) cmd_start_clusters ;;
+    stop-clusters) cmd_stop_clusters ;;
+    reset-clusters) cmd_reset_clusters ;;
+    status-clusters) cmd_status_clusters ;;
+    kafka-topics) kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(kafka_bootstrap)" "$@" ;;
+    kafka-consumer-groups)
+      kafka_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$(kafka_bootstrap)" "$@" ;;
     stop-tier) stop_tier ;;
     status-tier) cmd_status_tier ;;
     help | -h | --help) usage ;;

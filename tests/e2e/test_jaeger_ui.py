@@ -133,3 +133,41 @@ def test_monitor_tab_lists_the_operations(traced, tmp_path, span_kind, operation
     assert re.search(r"req/s", row) and re.search(r"\d+(\.\d+)? ?%", row), row
     # One request of seven failed (a rate ratio, so not exactly 1/7).
     assert re.search(r"\b[1-9]\d*(\.\d+)?%", row), row
+
+
+def test_a_span_links_to_the_log_lines_of_its_trace(traced, tmp_path):
+    """From a span's details (its process's service.instance.id) one click opens VictoriaLogs'
+    UI on the trace's log lines; each line there carries the way back (trace_in_jaeger)."""
+    trace_id = traced["trace_ids"][0]
+    with chromium() as driver:
+        driver.get(f"{traced['jaeger']}/trace/{trace_id}")
+        wait_for_text(driver, [traced["service"], SERVER_SPAN, "hcv.diagnosis"])
+        # Open the server span's details, then its Process section.
+        driver.find_element(By.XPATH, f"//*[contains(@class, 'span-name') and contains(., '{SERVER_SPAN}')]").click()
+        wait_for_text(driver, ["Process:"])
+        process_header = "//*[contains(@class, 'AccordianKeyValues--header')][contains(., 'Process')]"
+        driver.find_element(By.XPATH, process_header).click()
+        # The link in the span's Process table (the trace page's header has one of its own).
+        in_process = f"{process_header}/following-sibling::*//a[contains(@href, '/select/vmui/')]"
+        links = eventually(
+            lambda: [a for a in driver.find_elements(By.XPATH, in_process) if a.is_displayed()],
+            timeout=20,
+            interval=0.5,
+        )
+        href = links[0].get_attribute("href")
+        assert f"trace_id%3A%22{trace_id}%22" in href, href
+        # The linked value is the process's service.instance.id (a UUID the SDK made).
+        assert re.fullmatch(r"[0-9a-f-]{36}", links[0].text.strip()), links[0].text
+        screenshot(driver, tmp_path / "span-details.png")
+        before = set(driver.window_handles)
+        links[0].click()  # target=_blank: VictoriaLogs opens in a new tab
+        new_tabs = eventually(lambda: set(driver.window_handles) - before, timeout=10, interval=0.5)
+        driver.switch_to.window(new_tabs.pop())
+        wait_for_text(driver, ["Diagnosis request received", "Last 7 days"], timeout=60, reload_every=10)
+        assert "/select/vmui/" in driver.current_url
+        # A line's fields, opened like a person would: the ids, and the way back to Jaeger.
+        driver.find_element(By.XPATH, "//*[text()='Diagnosis request received']").click()
+        text = wait_for_text(driver, ["trace_in_jaeger", f"{traced['jaeger']}/trace/{trace_id}", "request_id"])
+        screenshot(driver, tmp_path / "victorialogs.png")
+    assert re.search(rf"trace_id\s+{trace_id}", text), text[-2000:]
+    assert re.search(r"span_id\s+[0-9a-f]{16}", text), text[-2000:]

@@ -33,6 +33,12 @@ AGENT_CONFIG = ROOT / "collector" / "agent.yaml"
 GATEWAY_CONFIG = ROOT / "collector" / "gateway.yaml"
 COLLECTOR_CONFIGS = (COLLECTOR_CONFIG, AGENT_CONFIG, GATEWAY_CONFIG)
 BUILDER_CONFIG = ROOT / "collector" / "builder-config.yaml"
+# The Kafka tier (start-tier N kafka): its own binary, otelcol-hcv-kafka, built from
+# its own manifest, serves these two.
+KAFKA_AGENT_CONFIG = ROOT / "collector" / "kafka-agent.yaml"
+KAFKA_GATEWAY_CONFIG = ROOT / "collector" / "kafka-gateway.yaml"
+KAFKA_COLLECTOR_CONFIGS = (KAFKA_AGENT_CONFIG, KAFKA_GATEWAY_CONFIG)
+KAFKA_BUILDER_CONFIG = ROOT / "collector" / "builder-config-kafka.yaml"
 JAEGER_CONFIG = ROOT / "jaeger" / "config.yaml"
 PROM_DIR = ROOT / "prometheus"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -118,6 +124,14 @@ def collector_bin() -> Path:
     path = stack_bin("collector")
     if path is None:
         pytest.skip("collector binary not built: run `scripts/stack.sh install` first")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kafka_collector_bin() -> Path:
+    path = stack_bin("kafka-collector")
+    if path is None:
+        pytest.skip("Kafka tier collector not built: run `scripts/stack.sh install` first")
     return path
 
 
@@ -222,6 +236,7 @@ def run_collector(binary: Path, tmp_path: Path, extra_env: dict[str, str] | None
         "health": free_port(),
         "zpages": free_port(),
         "jaeger": free_port(),  # nothing listens there: trace export just retries
+        "victorialogs": free_port(),  # likewise for the log export
     }
     text = COLLECTOR_CONFIG.read_text(encoding="utf-8")
     for old, key in (
@@ -243,6 +258,7 @@ def run_collector(binary: Path, tmp_path: Path, extra_env: dict[str, str] | None
         "HOME": os.environ.get("HOME", "/tmp"),
         "OTEL_COLLECTOR_BIND": "127.0.0.1",
         "JAEGER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports['jaeger']}",
+        "VICTORIALOGS_OTLP_LOGS_ENDPOINT": f"http://127.0.0.1:{ports['victorialogs']}/insert/opentelemetry/v1/logs",
         "OTEL_HCV_LOG_SINK": str(sink),
         # Each collector needs a queue directory of its own (the storage is locked).
         "OTEL_HCV_QUEUE_DIR": str(tmp_path / "queue"),
@@ -288,6 +304,10 @@ def stack() -> SimpleNamespace:
         GATEWAY_CONFIG=GATEWAY_CONFIG,
         COLLECTOR_CONFIGS=COLLECTOR_CONFIGS,
         BUILDER_CONFIG=BUILDER_CONFIG,
+        KAFKA_AGENT_CONFIG=KAFKA_AGENT_CONFIG,
+        KAFKA_GATEWAY_CONFIG=KAFKA_GATEWAY_CONFIG,
+        KAFKA_COLLECTOR_CONFIGS=KAFKA_COLLECTOR_CONFIGS,
+        KAFKA_BUILDER_CONFIG=KAFKA_BUILDER_CONFIG,
         JAEGER_CONFIG=JAEGER_CONFIG,
         PROM_DIR=PROM_DIR,
         COMPOSE_FILE=COMPOSE_FILE,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SERVICES = {"postgres", "redis", "jaeger", "otel-collector", "prometheus", "grafana", "hcv"}
+SERVICES = {"postgres", "redis", "jaeger", "otel-collector", "prometheus", "grafana", "hcv", "victorialogs"}
 
 
 def env_map(service: dict) -> dict[str, str | None]:
@@ -183,7 +183,7 @@ def test_app_service_wiring(compose, stack):
     assert "otel-collector" in deps
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis", "jaeger", "prometheus", "grafana", "hcv"])
+@pytest.mark.parametrize("name", ["postgres", "redis", "jaeger", "prometheus", "grafana", "hcv", "victorialogs"])
 def test_healthchecks(compose, name):
     test = compose["services"][name]["healthcheck"]["test"]
     assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1
@@ -240,3 +240,17 @@ def test_dockerfile(stack):
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
     assert 'pip install -e ".[sentry]"' in text
     assert "opentelemetry-instrument python example/manage.py runserver 0.0.0.0:8000 --noreload" in text
+
+
+def test_collector_feeds_victorialogs_and_jaeger_links_to_it(compose, stack):
+    svcs = compose["services"]
+    env = env_map(svcs["otel-collector"])
+    command = " ".join(svcs["victorialogs"]["command"])
+    port = re.search(r"-httpListenAddr=:(\d+)", command).group(1)
+    assert env["VICTORIALOGS_OTLP_LOGS_ENDPOINT"] == f"http://victorialogs:{port}/insert/opentelemetry/v1/logs"
+    assert "victorialogs" in svcs["otel-collector"]["depends_on"]
+    assert f"127.0.0.1:{port}:{port}" in svcs["victorialogs"]["ports"]
+    assert svcs["victorialogs"]["image"].startswith("victoriametrics/victoria-logs:v1.52.2")
+    # The UI config the links live in is mounted where JAEGER_UI_CONFIG points.
+    ui_config = env_map(svcs["jaeger"])["JAEGER_UI_CONFIG"]
+    assert container_path(svcs["jaeger"], ui_config, stack.ROOT) == (stack.ROOT / "jaeger" / "ui-config.json").resolve()

@@ -16,6 +16,9 @@ import pytest
 SLOT = "${env:OTEL_HCV_VENDOR_EXPORTER:-nop}"
 # Values documented for the vendor switch (docs/stack.md).
 SLOT_VALUES = ("nop", "otlp_http/vendor", "debug")
+# The JSON-lines log sink's switch (on by default beside VictoriaLogs).
+FILE_SLOT = "${env:OTEL_HCV_LOG_FILE_EXPORTER:-file/sink}"
+FILE_SLOT_VALUES = ("file/sink", "nop/file_sink_off")
 
 
 # --------------------------------------------------------------------------
@@ -24,6 +27,13 @@ SLOT_VALUES = ("nop", "otlp_http/vendor", "debug")
 @pytest.mark.parametrize("slot_value", SLOT_VALUES)
 def test_collector_validates_config(collector_bin, stack, slot_value):
     proc = stack.run_validate(collector_bin, stack.COLLECTOR_CONFIG, {"OTEL_HCV_VENDOR_EXPORTER": slot_value})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("file_value", FILE_SLOT_VALUES)
+def test_collector_validates_with_either_log_file_switch(collector_bin, stack, file_value):
+    env = {"OTEL_HCV_LOG_FILE_EXPORTER": file_value, "OTEL_HCV_VENDOR_EXPORTER": "nop"}
+    proc = stack.run_validate(collector_bin, stack.COLLECTOR_CONFIG, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -125,7 +135,8 @@ def test_builder_versions_are_consistent(builder_config, stack, compose):
 
 def test_every_configured_component_is_reachable(collector_config, stack):
     """Each defined component is used by some pipeline for some documented slot value."""
-    stack.assert_every_component_used(collector_config, [{SLOT: value} for value in SLOT_VALUES], "collector")
+    choices = [{SLOT: value, FILE_SLOT: file_value} for value in SLOT_VALUES for file_value in FILE_SLOT_VALUES]
+    stack.assert_every_component_used(collector_config, choices, "collector")
 
 
 def test_pipelines_shape(collector_config):
@@ -139,14 +150,20 @@ def test_pipelines_shape(collector_config):
     assert "span_metrics" in pipes["traces"]["exporters"]
     assert "span_metrics" in pipes["metrics"]["receivers"]
     assert "prometheus" in pipes["metrics"]["exporters"]
-    assert "file/sink" in pipes["logs"]["exporters"]
+    # Logs: searchable in VictoriaLogs, and the JSON-lines sink behind its switch.
+    assert pipes["logs"]["exporters"] == ["otlp_http/victorialogs", FILE_SLOT, SLOT]
+    victorialogs = collector_config["exporters"]["otlp_http/victorialogs"]
+    assert victorialogs["logs_endpoint"].startswith("${env:VICTORIALOGS_OTLP_LOGS_ENDPOINT:-")
+    assert victorialogs["logs_endpoint"].endswith("/insert/opentelemetry/v1/logs}")
+    assert victorialogs["sending_queue"]["storage"] == "file_storage/queue"
+    assert victorialogs["retry_on_failure"]["max_elapsed_time"] == 0
     assert set(collector_config["service"]["extensions"]) == {"health_check", "zpages", "file_storage/queue"}
     assert collector_config["exporters"]["prometheus"]["resource_to_telemetry_conversion"]["enabled"] is False
 
 
 def test_every_address_comes_from_env(collector_config, stack):
     text = stack.COLLECTOR_CONFIG.read_text()
-    for m in re.finditer(r"^\s*(endpoint|host|path):\s*(.+)$", text, re.M):
+    for m in re.finditer(r"^\s*(endpoint|logs_endpoint|host|path):\s*(.+)$", text, re.M):
         value = m.group(2)
         assert "${env:" in value and ":-" in value, f"hard-coded {m.group(1)}: {value}"
 

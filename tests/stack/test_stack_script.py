@@ -31,9 +31,10 @@ def test_help_lists_every_command(stack):
     commands = set(re.findall(r"^\s+([a-z][a-z-]*)\)", dispatch, re.M))
     assert {"install", "start", "stop", "restart", "status", "env", "validate", "bin"} <= commands
     assert {"start-tier", "stop-tier", "status-tier"} <= commands
+    assert {"start-clusters", "stop-clusters", "status-clusters", "reset-clusters"} <= commands
     for cmd in commands:
         assert re.search(rf"^  {cmd}\b", usage, re.M), f"--help does not document '{cmd}'"
-    for component in ("postgres", "redis", "jaeger", "collector", "prometheus"):
+    for component in ("postgres", "redis", "jaeger", "victorialogs", "collector", "prometheus"):
         assert component in usage
 
 
@@ -62,6 +63,7 @@ def test_env_output(stack):
         "HCV_REDIS_URL": "redis://127.0.0.1:56379/0",
         "JAEGER_QUERY_URL": "http://127.0.0.1:16686",
         "PROMETHEUS_URL": "http://127.0.0.1:9090",
+        "VICTORIALOGS_URL": "http://127.0.0.1:9428",
         "COLLECTOR_LOG_SINK": "/srv/x/collector/logs.jsonl",
         "OTEL_HCV_DATA": "/srv/d",
     }
@@ -84,7 +86,7 @@ def test_status_on_empty_state_reports_stopped(stack, tmp_path):
         env_extra={"OTEL_HCV_STATE": str(tmp_path), "OTEL_HCV_PG_PORT": "1", "OTEL_HCV_REDIS_PORT": "1"},
     )
     assert proc.returncode == 1
-    for component in ("postgres", "redis", "jaeger", "collector", "prometheus"):
+    for component in ("postgres", "redis", "jaeger", "victorialogs", "collector", "prometheus"):
         assert re.search(rf"^{component}\s+stopped", proc.stdout, re.M), proc.stdout
 
 
@@ -114,3 +116,24 @@ def test_stop_tier_when_nothing_runs(stack, tmp_path):
     proc = run(stack, "stop-tier", env_extra={"OTEL_HCV_STATE": str(tmp_path)})
     assert proc.returncode == 0
     assert "tier: not running" in proc.stderr
+
+
+def test_start_tier_rejects_a_bad_mode(stack, tmp_path):
+    proc = run(stack, "start-tier", "2", "carrier-pigeon", env_extra={"OTEL_HCV_STATE": str(tmp_path)})
+    assert proc.returncode != 0
+    assert "mode must be direct or kafka" in proc.stderr
+
+
+def test_kafka_tier_needs_the_clusters(stack, tmp_path):
+    proc = run(stack, "start-tier", "2", "kafka", env_extra={"OTEL_HCV_STATE": str(tmp_path)})
+    assert proc.returncode != 0
+    assert "the clusters are not running (scripts/stack.sh start-clusters)" in proc.stderr
+
+
+def test_status_clusters_on_empty_state_reports_stopped(stack, tmp_path):
+    proc = run(stack, "status-clusters", env_extra={"OTEL_HCV_STATE": str(tmp_path)})
+    assert proc.returncode == 1
+    for member in ("kafka-1", "kafka-2", "kafka-3", "victoriametrics-1", "victoriametrics-2", "vmauth", "vmalert"):
+        assert re.search(rf"^{member}\s+stopped", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^kafka-1\s+stopped\s+-\s+-\s+127\.0\.0\.1:29192 ", proc.stdout, re.M), proc.stdout
+    assert "http://127.0.0.1:28028" in proc.stdout

@@ -121,6 +121,24 @@ class Prometheus:
         return get_json(url)["data"]
 
 
+class VictoriaLogs:
+    """LogsQL queries against VictoriaLogs' HTTP API (/select/logsql/query: one JSON object per line)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = (url or os.environ.get("VICTORIALOGS_URL") or "http://127.0.0.1:9428").rstrip("/")
+
+    def query(self, logsql: str, limit: int = 1000, timeout: float = 10.0) -> list[dict[str, str]]:
+        body = urllib.parse.urlencode({"query": logsql, "limit": limit}).encode()
+        request = urllib.request.Request(f"{self.url}/select/logsql/query", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
+
+    def hits(self, logsql: str) -> int:
+        """How many lines match, counted by VictoriaLogs itself."""
+        rows = self.query(f"{logsql} | stats count() as n")
+        return int(rows[0]["n"]) if rows else 0
+
+
 def log_sink_records(path: str | Path) -> Iterator[dict[str, Any]]:
     """Log records in the collector's file sink (one OTLP/JSON export request per line)."""
     sink = Path(path)
