@@ -240,7 +240,6 @@ SCRIPTS = (
     "bench/profile_overhead.py",
     "bench/instructions.py",
     "bench/fixed_rate.py",
-    "bench/asgi_concurrency.py",
 )
 
 
