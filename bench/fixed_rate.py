@@ -7,8 +7,8 @@ worker measured twice: wrk for ``--duration`` seconds, then ``vegeta attack -rat
 ``bench/overhead.py --rate N`` adds the same fixed-rate table to the full run; this script runs
 without the native stack as well::
 
-    .venv/bin/python bench/fixed_rate.py --collector loopback --database sqlite --rate 100
-    bash scripts/stack.sh start && .venv/bin/python bench/fixed_rate.py --rate 100   # the stack's collector
+    .venv/bin/python bench/fixed_rate.py --collector loopback --database sqlite
+    bash scripts/stack.sh start && .venv/bin/python bench/fixed_rate.py   # the stack's collector
 
 ``--collector loopback`` sends the telemetry to an in-process OTLP receiver (otel_hcv.receiver), run
 on the load generators' core; ``--database sqlite`` serves the example from a SQLite file made for
@@ -53,11 +53,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--variants", default="baseline,hcv", help="comma-separated; the first is the baseline")
     parser.add_argument("--shapes", default="bare", help="comma-separated: bare, realistic")
-    parser.add_argument("--rate", type=float, default=100.0, help="requests per second of the fixed-rate load")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        help="requests per second of the fixed-rate load: well below what the slowest variant serves, or its "
+        "latencies measure the queue",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--warmup", type=float, default=3.0, help="wrk warm-up seconds per worker")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of wrk, then as many of vegeta")
     parser.add_argument("--connections", type=int, default=2, help="wrk connections (one wrk thread)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=10.0,
+        help="before each run, wait up to this many seconds for other processes to leave the server core "
+        "below 25%% busy (0: do not wait); at most 240 s in all",
+    )
     parser.add_argument(
         "--collector",
         default="",
@@ -150,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from bench.harness.loadgen import ensure_vegeta
     from bench.harness.output import code_state, command_line, log, publish, start_run
-    from bench.harness.running import prepare, run_rounds
+    from bench.harness.running import QuietWait, prepare, run_rounds
     from bench.harness.stack import COLLECTOR_METRICS, CollectorView, closed_port
 
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
@@ -185,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 setup.endpoints = Endpoints(endpoint, endpoint, closed)
             view = CollectorView(COLLECTOR_METRICS, "http://127.0.0.1:9/")
         log(f"run {run_id}, workdir {workdir}, {len(args.variants['bare']) * args.rounds * len(args.shape_list)} runs")
-        for cell in run_rounds(setup, args, view, None):
+        quiet = QuietWait(args.server_core, 0.25, args.quiet_wait, 240.0) if args.quiet_wait > 0 else None
+        for cell in run_rounds(setup, args, view, quiet):
             cells.append(cell)
             if receiver is not None:
                 with receiver.lock:
