@@ -82,13 +82,15 @@ class _Request:
         "active_attributes",
         "duration_attributes",
         "exception",
+        "method",
         "routed",
         "span",
         "start",
         "token",
     )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, method: str) -> None:
+        self.method = method  # as the span name starts: the sanitised method, or "HTTP"
         self.exception: BaseException | None = None
         self.routed = False
 
@@ -147,7 +149,7 @@ class ServerTelemetryMiddleware:
             return
         request.route_template = template  # type: ignore[attr-defined]
         telemetry.routed = True
-        self._name_by_route(request, telemetry, template)
+        self._name_by_route(telemetry, template)
 
     def process_exception(self, request: HttpRequest, exception: BaseException) -> None:
         if self.upstream is not None:
@@ -173,10 +175,10 @@ class ServerTelemetryMiddleware:
             carrier = meta
             attributes = wsgi_request_attributes(carrier, _StabilityMode.HTTP)
             getter = wsgi_getter
-        telemetry = _Request()
+        telemetry = _Request(_method_name(request))
         span, token = _start_internal_or_server_span(
             tracer=middleware._tracer,
-            span_name=_method_name(request),
+            span_name=telemetry.method,
             start_time=meta.get(_START_TIME_KEY),
             context_carrier=carrier,
             context_getter=getter,
@@ -247,19 +249,19 @@ class ServerTelemetryMiddleware:
     # -- names and routes ----------------------------------------------------------------
 
     @staticmethod
-    def _name_by_route(request: HttpRequest, telemetry: _Request, route: str) -> None:
+    def _name_by_route(telemetry: _Request, route: str) -> None:
         span = telemetry.span
         if span.is_recording():
             span.set_attribute(HTTP_ROUTE, route)
             # "HTTP plain/" for an unknown method, as the conventions name it.
-            span.update_name(f"{_method_name(request)} {route}")
+            span.update_name(f"{telemetry.method} {route}")
         telemetry.duration_attributes[HTTP_ROUTE] = route
 
     @staticmethod
     def _name_as_upstream_would(request: HttpRequest, telemetry: _Request) -> None:
         """A response given before a view was chosen (a redirect, a middleware's refusal):
         upstream named the span from resolving the path at the start of the request."""
-        method = _method_name(request)
+        method = telemetry.method
         if method == "HTTP" or not telemetry.span.is_recording():
             return
         try:
