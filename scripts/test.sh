@@ -12,6 +12,9 @@ cd "$ROOT"
 
 step() { printf '\n==> %s\n' "$*"; }
 failures=()
+# Each pytest run's output is kept too, so the end of the output can repeat which tests
+# failed (a CI log is often read from its tail).
+logs_dir="$(mktemp -d "${TMPDIR:-/tmp}/otel-hcv-test-logs.XXXXXX")"
 
 step "Python environment"
 bash scripts/bootstrap.sh || exit 1
@@ -36,11 +39,14 @@ step "Version bounds: unit and privacy suites on the lowest and the newest decla
 run_pytest() {
   local name="$1"; shift
   step "pytest: $name"
-  "$PY" -m pytest "$@"
-  local status=$?
+  local log
+  log="$(mktemp "$logs_dir/pytest.XXXXXX")"
+  "$PY" -m pytest "$@" 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]}
   if [ "$status" -ne 0 ]; then
     [ "$status" -eq 5 ] && echo "pytest ($name) collected no tests"
     failures+=("$name")
+    grep -E '^(FAILED|ERROR) ' "$log" | sed "s|^|  [$name] |" >> "$logs_dir/summary"
   fi
 }
 
@@ -49,6 +55,7 @@ run_pytest "example service" tests/example -p no:cacheprovider --ds=hcv_service.
 
 if [ "${#failures[@]}" -ne 0 ]; then
   printf '\nFAILED: %s\n' "${failures[*]}"
+  [ -s "$logs_dir/summary" ] && cat "$logs_dir/summary"
   exit 1
 fi
 printf '\nAll test suites passed.\n'
