@@ -211,13 +211,16 @@ def test_authorised_details_from_real_postgresql_redis_and_model(service):
 def test_health_gauges_reach_prometheus(service, prometheus):
     job = f'job="{service.name}"'
 
+    expected = {"database", "cache", "ai_model", "disk_space", "memory", "counting"}
+
     def statuses():
+        # Every check of every worker reported, and healthy: a check slowed past its
+        # budget by a loaded machine reads 0 for a round, then 1 again.
         result = prometheus.query(f"hcv_health_status{{{job}}}")
         checks = {r["metric"]["hcv_health_check"] for r in result}
-        return result if {"database", "cache", "ai_model", "disk_space", "memory"} <= checks else None
+        return result if expected <= checks and all(r["value"][1] == "1" for r in result) else None
 
-    result = eventually(statuses, timeout=60)
-    assert all(r["value"][1] == "1" for r in result)
+    result = eventually(statuses, timeout=90)
     critical = {r["metric"]["hcv_health_check"]: r["metric"]["hcv_health_critical"] for r in result}
     assert critical["database"] == "true" and critical["disk_space"] == "false" and critical["counting"] == "false"
     for series in (
