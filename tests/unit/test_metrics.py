@@ -225,3 +225,51 @@ def test_exception_outside_a_server_span_is_recorded_by_the_decorator(otel_captu
     (span,) = otel_capture.spans("batch job")
     assert span.status.status_code is StatusCode.ERROR
     assert [e.attributes["exception.type"] for e in span.events] == ["RuntimeError"]
+
+
+def test_request_counters_are_the_histogram_counts_recorded_once(otel_capture):
+    """hcv.api.requests and hcv.diagnosis.requests count what their duration histograms
+    measured, attribute set by attribute set, across collections and without a second
+    measurement per request."""
+    calls = [("diagnose", "POST", 200), ("diagnose", "POST", 400), ("health", "GET", 200), ("diagnose", "POST", 500)]
+    for round_ in range(3):
+        for endpoint, method, status in calls[: round_ + 2]:
+            MetricsCollector.record_api_metrics(endpoint, method, status, 0.01)
+        record_diagnosis(0.02, True, category="0=Blood Donor")
+        record_diagnosis(0.03, round_ != 1, error_type="ValueError")
+        for histogram, counter in (
+            ("hcv.api.request.duration", "hcv.api.requests"),
+            ("hcv.diagnosis.duration", "hcv.diagnosis.requests"),
+        ):
+            durations = otel_capture.metric_points(histogram)
+            counts = otel_capture.metric_points(counter)
+            expected: dict = {}
+            for point in durations:
+                key = tuple(sorted(point.attributes.items()))
+                expected[key] = expected.get(key, 0) + point.count
+            got: dict = {}
+            for point in counts:
+                key = tuple(sorted(point.attributes.items()))
+                got[key] = got.get(key, 0) + point.value
+            assert got == expected and got, (round_, counter)
+    api_total = sum(p.value for p in otel_capture.metric_points("hcv.api.requests"))
+    assert api_total == 2 + 3 + 4
+
+
+def test_a_forked_child_counts_its_own_requests_only(otel_capture):
+    import os
+
+    from otel_hcv import metrics
+
+    MetricsCollector.record_api_metrics("diagnose", "POST", 200, 0.01)
+    assert metrics.api_counts.observe(None)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        os.write(write_end, b"1" if metrics.api_counts.observe(None) == [] else b"0")
+        os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert metrics.api_counts.observe(None)  # the parent keeps its counts
