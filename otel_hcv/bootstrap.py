@@ -397,6 +397,24 @@ def instrument_django(settings: conf.Settings) -> None:
         _insert_middleware(django_settings, upstream, ROUTE_TEMPLATES, after=True)
 
 
+def uninstrument_django() -> None:
+    """Undo :func:`instrument_django`: upstream's instrumentation off and the middleware
+    entries either of them added taken out of ``MIDDLEWARE`` again."""
+    try:
+        from django.conf import settings as django_settings
+        from opentelemetry.instrumentation.django import DjangoInstrumentor
+    except ImportError:
+        return
+    instrumentor = DjangoInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    if django_settings.configured:
+        entries = list(getattr(django_settings, "MIDDLEWARE", None) or [])
+        kept = [entry for entry in entries if entry not in INSERTED_MIDDLEWARE]
+        if kept != entries:
+            django_settings.MIDDLEWARE = kept
+
+
 SERVER_MIDDLEWARE = "otel_hcv.server.ServerTelemetryMiddleware"
 # With upstream's middleware (SERVER_MIDDLEWARE="upstream"): its excluded-URL test cached, its
 # routes made readable.

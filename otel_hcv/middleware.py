@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 from opentelemetry import trace
 
-from otel_hcv import context, privacy, routes, state
+from otel_hcv import context, privacy, routes, server, state
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,6 @@ def _cache_absolute_uri(request: HttpRequest) -> None:
 # attributes of its http.server.request.duration measurement.
 _UPSTREAM_SPAN_KEY = "opentelemetry-instrumentor-django.span_key"
 _UPSTREAM_DURATION_ATTRIBUTES_KEY = "opentelemetry-instrumentor-django.duration_attr_key"
-HTTP_ROUTE = "http.route"
 
 
 class RouteTemplateMiddleware(MiddlewareMixin):
@@ -163,14 +162,12 @@ class RouteTemplateMiddleware(MiddlewareMixin):
         try:
             template = routes.route_template(match.route or "", getattr(request, "urlconf", None))
             request.route_template = template  # type: ignore[attr-defined]
-            if span.is_recording():
-                span.set_attribute(HTTP_ROUTE, template)
-                method = getattr(span, "name", "").partition(" ")[0] or request.method or "HTTP"
-                span.update_name(f"{method} {template}")
+            method = getattr(span, "name", "").partition(" ")[0] or request.method or "HTTP"
             duration_attributes = request.META.get(_UPSTREAM_DURATION_ATTRIBUTES_KEY)
-            if isinstance(duration_attributes, dict):
-                duration_attributes[HTTP_ROUTE] = template
-                if "http.target" in duration_attributes:  # the old conventions' name for it
-                    duration_attributes["http.target"] = template
+            if not isinstance(duration_attributes, dict):
+                duration_attributes = None
+            server.name_by_route(span, method, template, duration_attributes)
+            if duration_attributes is not None and "http.target" in duration_attributes:
+                duration_attributes["http.target"] = template  # the old conventions' name for it
         except Exception:  # telemetry never breaks a request
             logger.debug("otel-hcv: no route template for this request", exc_info=True)

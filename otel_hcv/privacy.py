@@ -376,7 +376,8 @@ def screen_url(value: str, settings: conf.Settings) -> str:
         return REDACTED
     query = "?" + REDACTED if parts.query or decoded.endswith("?") else ""
     netloc = parts.netloc.rsplit("@", 1)[-1]
-    path = _screen_lab_numbers(_screen_pairs(_screen_credentials(parts.path), rules_for(settings)), rules_for(settings))
+    rules = rules_for(settings)
+    path = _screen_lab_numbers(_screen_pairs(_screen_credentials(parts.path), rules), rules)
     return urlunsplit((parts.scheme, netloc, path, "", "")) + query
 
 

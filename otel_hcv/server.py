@@ -45,7 +45,7 @@ from opentelemetry.instrumentation.propagators import get_global_response_propag
 from opentelemetry.instrumentation.utils import _start_internal_or_server_span, extract_attributes_from_object
 from opentelemetry.instrumentation.wsgi import add_response_attributes, wsgi_getter
 from opentelemetry.instrumentation.wsgi import collect_request_attributes as wsgi_request_attributes
-from opentelemetry.trace import SpanKind, use_span
+from opentelemetry.trace import Span, SpanKind, use_span
 from opentelemetry.util.http import (
     OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
     OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE,
@@ -93,6 +93,17 @@ class _Request:
         self.method = method  # as the span name starts: the sanitised method, or "HTTP"
         self.exception: BaseException | None = None
         self.routed = False
+
+
+def name_by_route(span: Span, method: str, route: str, duration_attributes: dict[str, Any] | None) -> None:
+    """Name the server span ``"{method} {route}"`` and give it and the request's duration
+    measurement ``http.route`` (this middleware's and, in upstream mode, upstream's)."""
+    if span.is_recording():
+        span.set_attribute(HTTP_ROUTE, route)
+        # "HTTP plain/" for an unknown method, as the conventions name it.
+        span.update_name(f"{method} {route}")
+    if duration_attributes is not None:
+        duration_attributes[HTTP_ROUTE] = route
 
 
 class ServerTelemetryMiddleware:
@@ -250,12 +261,7 @@ class ServerTelemetryMiddleware:
 
     @staticmethod
     def _name_by_route(telemetry: _Request, route: str) -> None:
-        span = telemetry.span
-        if span.is_recording():
-            span.set_attribute(HTTP_ROUTE, route)
-            # "HTTP plain/" for an unknown method, as the conventions name it.
-            span.update_name(f"{telemetry.method} {route}")
-        telemetry.duration_attributes[HTTP_ROUTE] = route
+        name_by_route(telemetry.span, telemetry.method, route, telemetry.duration_attributes)
 
     @staticmethod
     def _name_as_upstream_would(request: HttpRequest, telemetry: _Request) -> None:

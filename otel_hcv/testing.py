@@ -141,28 +141,11 @@ def reset(timeout_seconds: float = 1.0) -> None:
             bootstrap.shutdown(timeout_seconds)
         if telemetry.logging_handler is not None:
             logging.getLogger().removeHandler(telemetry.logging_handler)
-    _uninstrument_django()
+    bootstrap.uninstrument_django()
     lifecycle.reset_process_state()
     state.reset_launch()
     _clear_global_providers()
     _capture = None
-
-
-def _uninstrument_django() -> None:
-    try:
-        from opentelemetry.instrumentation.django import DjangoInstrumentor
-    except ImportError:
-        return
-    instrumentor = DjangoInstrumentor()
-    if instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.uninstrument()
-    from django.conf import settings as django_settings
-
-    if django_settings.configured:
-        entries = list(getattr(django_settings, "MIDDLEWARE", None) or [])
-        kept = [entry for entry in entries if entry not in bootstrap.INSERTED_MIDDLEWARE]
-        if kept != entries:
-            django_settings.MIDDLEWARE = kept
 
 
 def _clear_global_providers() -> None:
