@@ -137,12 +137,13 @@ class ThreadCount:
 def measure_variant(name: str, args: argparse.Namespace, env: dict[str, str], log_path: Path) -> dict[str, dict]:
     """One fresh uvicorn of variant ``name``: wrk on each endpoint (warm-up, then measured)."""
     from bench.harness.workload import run_wrk
-    from tests.support.service import BIN, ServiceProcess, free_port
+    from tests.support.service import ServiceProcess, free_port
 
     port = free_port()
-    uvicorn = [str(BIN / "uvicorn"), "hcv_service.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-    launcher = [str(BIN / "opentelemetry-instrument")] if VARIANTS[name].instrument else []
-    command = ["taskset", "-c", str(args.server_core), *launcher, *uvicorn]
+    uvicorn = VARIANTS[name].server_command(
+        "uvicorn", "hcv_service.asgi:application", "--host", "127.0.0.1", "--port", str(port)
+    )
+    command = ["taskset", "-c", str(args.server_core), *uvicorn]
     service = ServiceProcess(command, env, port, log_path)
     results = {}
     try:

@@ -65,6 +65,15 @@ def child(mode_json: str) -> None:
     import django
 
     django.setup()
+    if mode["instrument"]:
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+
+        # A launcher that found no distro or configurator leaves the API's no-op providers:
+        # the variant would measure nothing and look cheap.
+        if not isinstance(metrics.get_meter_provider(), MeterProvider):
+            distro = os.environ.get("OTEL_PYTHON_DISTRO")
+            raise SystemExit(f"no OpenTelemetry SDK was set up (OTEL_PYTHON_DISTRO={distro})")
     from django.test import Client
 
     from bench.harness.workload import BODY
@@ -81,8 +90,9 @@ def child(mode_json: str) -> None:
 def measure(name: str, requests: int, warmup: int, env: dict[str, str], instrument: bool) -> int:
     """Instructions callgrind counted for the whole process."""
     mode = json.dumps({"instrument": instrument, "warmup": warmup, "requests": requests})
+    python = str(VARIANTS[name].python())
     result = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, "--child", mode],
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, __file__, "--child", mode],
         cwd=REPO / "example",
         env=env,
         capture_output=True,

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from tests.support.service import BIN, EXAMPLE, free_port, service_env
+from tests.support.service import EXAMPLE, free_port, service_env
 
 from .variants import Endpoints, Variant
 from .workload import post
@@ -76,8 +76,8 @@ class Server:
         self.log_path = setup.workdir / f"{tag}.log"
         self.token = setup.token if shape == "realistic" else None
         self.env = worker_environment(setup, variant, service_name, self.stats_path)
-        gunicorn = [
-            str(BIN / "gunicorn"),
+        gunicorn = variant.server_command(
+            "gunicorn",
             "-c", str(GUNICORN_CONF),
             "--workers", "1",
             "--worker-class", "sync",
@@ -85,9 +85,8 @@ class Server:
             "--graceful-timeout", "5",
             "--no-control-socket",
             "hcv_service.wsgi:application",
-        ]  # fmt: skip
-        launcher = [str(BIN / "opentelemetry-instrument")] if variant.instrument else []
-        self.command = ["taskset", "-c", str(core), *launcher, *gunicorn]
+        )  # fmt: skip
+        self.command = ["taskset", "-c", str(core), *gunicorn]
         self.process: subprocess.Popen[bytes] | None = None
         self.worker: psutil.Process | None = None
         self.requests_served = 0

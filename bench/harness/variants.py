@@ -9,8 +9,10 @@ port that refuses connections (``Endpoints``); ``Variant.environment`` fills the
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -48,16 +50,39 @@ class Variant:
         places = endpoints.placeholders()
         return {key: places.get(value, value) for key, value in self.env.items()}
 
+    @property
+    def needs_upstream_distro(self) -> bool:
+        return self.env.get("OTEL_PYTHON_DISTRO") == UPSTREAM_DISTRO
+
+    def python(self) -> Path:
+        """The interpreter the variant runs on. The project's environment leaves upstream's
+        opentelemetry-distro out (it competes with otel-hcv's); without it, plain
+        ``opentelemetry-instrument`` configures no SDK at all and measures nothing. So the
+        upstream variants run in a cached environment that adds it (tests/support/envs.py)."""
+        if self.needs_upstream_distro:
+            from tests.support.envs import upstream_distro_env
+
+            return upstream_distro_env() / "bin" / "python"
+        return Path(sys.executable)
+
+    def server_command(self, module: str, *arguments: str) -> list[str]:
+        """``python -m module arguments`` on the variant's interpreter, under
+        ``opentelemetry-instrument`` when the variant is instrumented."""
+        python = self.python()
+        launcher = [str(python.parent / "opentelemetry-instrument")] if self.instrument else []
+        return [*launcher, str(python), "-m", module, *arguments]
+
 
 _HCV = {"OTEL_PYTHON_DISTRO": "otel_hcv", "OTEL_EXPORTER_OTLP_ENDPOINT": "{collector}"}
 _HCV_DOWN = {**_HCV, "OTEL_EXPORTER_OTLP_ENDPOINT": "{closed}"}
 _UPSTREAM = {
-    "OTEL_PYTHON_DISTRO": "distro",
+    "OTEL_PYTHON_DISTRO": "distro",  # UPSTREAM_DISTRO
     "OTEL_PYTHON_CONFIGURATOR": "configurator",
     "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "{collector}",
 }
 _NO_SDK = {"OTEL_SDK_DISABLED": "true"}
+UPSTREAM_DISTRO = "distro"  # opentelemetry-distro's entry point name
 
 VARIANTS: dict[str, Variant] = {
     v.name: v

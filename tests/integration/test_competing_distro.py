@@ -10,19 +10,17 @@ named, everything works.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
 import pytest
 
+from bench.harness.variants import VARIANTS
 from otel_hcv.receiver import OtlpReceiver
+from tests.support.envs import upstream_distro_env
 from tests.support.service import REPO, ServiceProcess, free_port, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -31,48 +29,6 @@ PROJECT = REPO / "tests" / "budgets_project"
 LAUNCH_LINE = "otel-hcv: opentelemetry-instrument loaded another distro"
 FIX = "OTEL_PYTHON_DISTRO=otel_hcv"
 UPSTREAM_DISTRO = "distro"  # the entry point name of opentelemetry-distro's distro
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "otel-hcv" / "envs"
-
-
-def upstream_distro_env() -> Path:
-    """A venv seeing this environment's packages plus opentelemetry-distro; built once."""
-    version = importlib.metadata.version("opentelemetry-instrumentation")
-    key = hashlib.sha256(f"{sys.prefix}|{sys.version}|{version}".encode()).hexdigest()[:16]
-    root = cache_root() / f"upstream-distro-{version}-{key}"
-    if (root / ".complete").exists():
-        return root
-    building = root.with_name(root.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(building)], check=True, timeout=120)
-    site_packages = Path(
-        sysconfig.get_path("purelib", vars={"base": str(building), "platbase": str(building)})
-    )
-    # An import line, so the development environment's own .pth files (the editable
-    # install of otel-hcv) are processed too; its packages come after this venv's own.
-    (site_packages / "otel_hcv_development.pth").write_text(
-        f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n"
-    )
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site_packages),
-         f"opentelemetry-distro=={version}"],
-        capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
-    assert install.returncode == 0, f"could not install opentelemetry-distro=={version}:\n{install.stderr}"
-    launcher = building / "bin" / "opentelemetry-instrument"
-    launcher.write_text(
-        f"#!{building / 'bin' / 'python'}\nfrom opentelemetry.instrumentation.auto_instrumentation import run\nrun()\n"
-    )
-    launcher.chmod(0o755)
-    shutil.rmtree(root, ignore_errors=True)
-    building.rename(root)
-    # The launcher's first line names the directory it was written in.
-    launcher = root / "bin" / "opentelemetry-instrument"
-    launcher.write_text(launcher.read_text().replace(str(building), str(root)))
-    (root / ".complete").write_text(version)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +113,25 @@ def test_our_distro_named_works_next_to_upstreams(distro_env, database, tmp_path
         output = service.output()
     assert exported, output
     assert not launch_lines(output) and "otel_hcv.W001" not in output
+
+
+def test_upstream_variants_run_where_upstream_distro_is_installed() -> None:
+    """Plain opentelemetry-instrument needs opentelemetry-distro, which the project's own
+    environment leaves out: without it the upstream variants configure no SDK and measure
+    nothing. They run on the cached environment that adds it; the others on this one."""
+    upstream = VARIANTS["upstream"]
+    python = upstream.python()  # built here on first use
+    assert python != Path(sys.executable) and python.exists()
+    listed = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; "
+         "print(sorted(e.name for e in m.entry_points(group='opentelemetry_distro')))"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "'distro'" in listed.stdout
+    command = upstream.server_command("gunicorn", "app:application")
+    launcher = str(python.parent / "opentelemetry-instrument")
+    assert command == [launcher, str(python), "-m", "gunicorn", "app:application"]
+    assert Path(command[0]).exists()
+    assert VARIANTS["hcv"].server_command("uvicorn")[1:] == [sys.executable, "-m", "uvicorn"]
+    assert VARIANTS["baseline"].server_command("gunicorn") == [sys.executable, "-m", "gunicorn"]
+    assert all(VARIANTS[name].python() == Path(sys.executable) for name in ("baseline", "hcv", "hcv-down"))

@@ -314,3 +314,4 @@ def test_vegeta_is_taken_from_the_cache_keyed_by_version(tmp_path: Path, monkeyp
     assert ensure_vegeta() == cached
     with pytest.raises(SystemExit, match="Go"):
         ensure_vegeta("v0.0.0-not-cached")
+
