@@ -71,9 +71,11 @@ def test_checks_run_concurrently():
     start = time.perf_counter()
     report = runner.report()
     elapsed = time.perf_counter() - start
-    assert elapsed < 0.9, elapsed  # five 0.3 s checks, side by side
+    # Five 0.3 s checks side by side; one after the other would take 1.5 s. The margin is for
+    # a loaded machine's scheduling.
+    assert elapsed < 1.2, elapsed
     assert report.healthy and list(report.outcomes) == [f"c{i}" for i in range(5)]
-    assert all(0.29 < o.result.duration < 0.9 for o in report.outcomes.values())
+    assert all(0.29 < o.result.duration < 1.2 for o in report.outcomes.values())
 
 
 def test_a_blocking_check_times_out_without_holding_up_the_report():
@@ -84,7 +86,7 @@ def test_a_blocking_check_times_out_without_holding_up_the_report():
         start = time.perf_counter()
         report = runner.report()
         elapsed = time.perf_counter() - start
-        assert 0.45 < elapsed < 1.0, elapsed
+        assert 0.45 < elapsed < 1.5, elapsed  # the stuck check never returns on its own
         outcome = report.outcomes["stuck"]
         assert (outcome.healthy, outcome.result.message) == (False, "timed out after 0.5 s")
         assert report.outcomes["quick"].healthy
@@ -149,7 +151,7 @@ def test_a_database_that_accepts_and_never_answers(hanging_server, django_db_blo
         start = time.perf_counter()
         report = runner.report()
         elapsed = time.perf_counter() - start
-    assert 0.95 < elapsed < 1.5, elapsed
+    assert 0.95 < elapsed < 2.0, elapsed  # the server never answers on its own
     outcome = report.outcomes["database"]
     assert (outcome.healthy, outcome.result.message) == (False, "timed out after 1.0 s")
     assert hanging_server.accepted, "the driver never connected: the test proves nothing"
