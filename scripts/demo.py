@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from otel_hcv.receiver import OtlpReceiver, attributes  # noqa: E402
+from tests.support.backends import Prometheus, get_json  # noqa: E402
 from tests.support.service import (  # noqa: E402
     ServiceProcess,
     free_port,
@@ -39,11 +40,6 @@ DONOR = {"age": 46, "sex": "f", "alb": 41.5, "alp": 66.0, "alt": 20.1, "ast": 24
          "che": 8.2, "chol": 5.4, "crea": 72.0, "ggt": 18.0, "prot": 71.5}  # fmt: skip
 CIRRHOSIS = {"age": 58, "sex": "m", "alb": 28.0, "alp": 140.0, "alt": 38.0, "ast": 150.0, "bil": 90.0,
              "che": 3.1, "chol": 3.6, "crea": 95.0, "ggt": 320.0, "prot": 70.0}  # fmt: skip
-
-
-def get_json(url: str, timeout: float = 5.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
 
 
 def poll(fetch: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -113,11 +109,6 @@ def jaeger_spans(jaeger: str, trace_id: str) -> list[dict[str, Any]]:
     return spans
 
 
-def prometheus_query(prometheus: str, query: str) -> list[dict[str, Any]]:
-    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-    return get_json(url)["data"]["result"]
-
-
 def logsql(victorialogs: str, query: str) -> list[dict[str, str]]:
     """Log lines as VictoriaLogs answers a LogsQL query (one JSON object per line)."""
     body = urllib.parse.urlencode({"query": query, "limit": 100}).encode()
@@ -177,9 +168,9 @@ def report_from_backends(
     for title, query in queries.items():
         # Wait until a scrape has seen every request (the span-metrics connector flushes every 5 s).
         results = poll(
-            lambda query=query: [r for r in prometheus_query(prometheus, query) if float(r["value"][1]) > 0],
+            lambda query=query: [r for r in Prometheus(prometheus).query(query) if float(r["value"][1]) > 0],
             timeout=20,
-        ) or prometheus_query(prometheus, query)
+        ) or Prometheus(prometheus).query(query)
         print(f"  {title}:  {query}")
         for result in results or [{"metric": {}, "value": [0, "(no data)"]}]:
             print(f"      {json.dumps(result['metric'])} = {result['value'][1]}")
