@@ -600,6 +600,9 @@ cmd_install() {
 # --------------------------------------------------------------------------
 # stackctl COMMAND ARGS...: run a runtime command with the binary paths this script
 # computes from its install versions (scripts/stackctl/components.py: BINARY_VARIABLES).
+# -I -S: the standard library is all it needs; skipping site-packages saves a good part
+# of the interpreter's start-up, and the caller's PYTHON* variables and working
+# directory cannot change which code runs.
 stackctl() {
   local python="${PYTHON:-python3}" bindir="" ui=""
   bindir="$(pg_bindir)" || bindir=""
@@ -614,7 +617,7 @@ stackctl() {
     _STACK_KAFKA_HOME="$(kafka_home)" \
     _STACK_PG_BINDIR="$bindir" \
     _STACK_JAEGER_UI="$ui" \
-    "$python" -P -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from scripts.stackctl.cli import main; sys.exit(main(sys.argv[1:]))' \
+    "$python" -I -S -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from scripts.stackctl.cli import main; sys.exit(main(sys.argv[1:]))' \
     "$ROOT" "$@"
 }
 
