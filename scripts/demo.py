@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from otel_hcv.receiver import OtlpReceiver, attributes  # noqa: E402
+from scripts.stackctl.components import stack_env  # noqa: E402
 from tests.support.backends import Prometheus, get_json  # noqa: E402
 from tests.support.service import (  # noqa: E402
     ServiceProcess,
@@ -223,15 +224,17 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    jaeger = os.environ.get("JAEGER_QUERY_URL", "http://127.0.0.1:16686")
-    prometheus = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090")
-    victorialogs = os.environ.get("VICTORIALOGS_URL", "http://127.0.0.1:9428")
+    # The stack's addresses as exported (demo.sh: `eval "$(scripts/stack.sh env)"`), else its records'.
+    stack = {**stack_env(), **os.environ}
+    jaeger = stack["JAEGER_QUERY_URL"]
+    prometheus = stack["PROMETHEUS_URL"]
+    victorialogs = stack["VICTORIALOGS_URL"]
     workdir = Path(tempfile.mkdtemp(prefix="otel-hcv-demo-"))
     receiver = OtlpReceiver().__enter__() if args.local else None
     endpoint = (
         receiver.endpoint
         if receiver
-        else os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        else stack["OTEL_EXPORTER_OTLP_ENDPOINT"]
     )
     instance = str(uuid.uuid4())
     env = service_env(

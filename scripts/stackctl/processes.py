@@ -233,6 +233,8 @@ class Manager:
         return present
 
     def launch(self, c: Component) -> bool:
+        """Prepare and spawn one component; PostgreSQL and Kafka's first-start formatting have
+        steps of their own (postgres.py, kafka.py, imported here: they build on this module)."""
         if not self.has_needs(c):
             return False
         if c.name == "postgres":
