@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         child(args.child)
         return 0
     from bench.harness.output import code_state, command_line, markers, publish
-    from bench.harness.stack import stack_env
+    from scripts.stackctl.components import stack_env
 
     names = args.variant_list
     started = time.monotonic()

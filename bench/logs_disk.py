@@ -19,7 +19,6 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,11 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.service import free_port  # noqa: E402
+
 MESSAGES = [
     ("INFO", 9, "Diagnosis request received"),
     ("INFO", 9, "Diagnosis computed"),
@@ -41,12 +45,6 @@ MESSAGES = [
     ("ERROR", 17, "Internal Server Error: /api/diagnose/"),
     ("INFO", 9, "POST /api/diagnose/ 200"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def text(key: str, value: str) -> KeyValue:

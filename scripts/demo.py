@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from otel_hcv.receiver import OtlpReceiver, attributes  # noqa: E402
+from scripts.stackctl.components import stack_env  # noqa: E402
+from tests.support.backends import Prometheus, get_json  # noqa: E402
 from tests.support.service import (  # noqa: E402
     ServiceProcess,
     free_port,
@@ -39,11 +41,6 @@ DONOR = {"age": 46, "sex": "f", "alb": 41.5, "alp": 66.0, "alt": 20.1, "ast": 24
          "che": 8.2, "chol": 5.4, "crea": 72.0, "ggt": 18.0, "prot": 71.5}  # fmt: skip
 CIRRHOSIS = {"age": 58, "sex": "m", "alb": 28.0, "alp": 140.0, "alt": 38.0, "ast": 150.0, "bil": 90.0,
              "che": 3.1, "chol": 3.6, "crea": 95.0, "ggt": 320.0, "prot": 70.0}  # fmt: skip
-
-
-def get_json(url: str, timeout: float = 5.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
 
 
 def poll(fetch: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -113,11 +110,6 @@ def jaeger_spans(jaeger: str, trace_id: str) -> list[dict[str, Any]]:
     return spans
 
 
-def prometheus_query(prometheus: str, query: str) -> list[dict[str, Any]]:
-    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-    return get_json(url)["data"]["result"]
-
-
 def logsql(victorialogs: str, query: str) -> list[dict[str, str]]:
     """Log lines as VictoriaLogs answers a LogsQL query (one JSON object per line)."""
     body = urllib.parse.urlencode({"query": query, "limit": 100}).encode()
@@ -177,9 +169,9 @@ def report_from_backends(
     for title, query in queries.items():
         # Wait until a scrape has seen every request (the span-metrics connector flushes every 5 s).
         results = poll(
-            lambda query=query: [r for r in prometheus_query(prometheus, query) if float(r["value"][1]) > 0],
+            lambda query=query: [r for r in Prometheus(prometheus).query(query) if float(r["value"][1]) > 0],
             timeout=20,
-        ) or prometheus_query(prometheus, query)
+        ) or Prometheus(prometheus).query(query)
         print(f"  {title}:  {query}")
         for result in results or [{"metric": {}, "value": [0, "(no data)"]}]:
             print(f"      {json.dumps(result['metric'])} = {result['value'][1]}")
@@ -232,15 +224,17 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    jaeger = os.environ.get("JAEGER_QUERY_URL", "http://127.0.0.1:16686")
-    prometheus = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090")
-    victorialogs = os.environ.get("VICTORIALOGS_URL", "http://127.0.0.1:9428")
+    # The stack's addresses as exported (demo.sh: `eval "$(scripts/stack.sh env)"`), else its records'.
+    stack = {**stack_env(), **os.environ}
+    jaeger = stack["JAEGER_QUERY_URL"]
+    prometheus = stack["PROMETHEUS_URL"]
+    victorialogs = stack["VICTORIALOGS_URL"]
     workdir = Path(tempfile.mkdtemp(prefix="otel-hcv-demo-"))
     receiver = OtlpReceiver().__enter__() if args.local else None
     endpoint = (
         receiver.endpoint
         if receiver
-        else os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        else stack["OTEL_EXPORTER_OTLP_ENDPOINT"]
     )
     instance = str(uuid.uuid4())
     env = service_env(

@@ -3,6 +3,11 @@
 # an OpenTelemetry Collector built with the official builder (ocb), and
 # Prometheus; optionally an agent/gateway collector tier (start-tier). Everything
 # listens on 127.0.0.1 only. See docs/stack.md and docs/operations.md.
+#
+# This script installs and validates (packages, Go builds, the Jaeger UI, Kafka's
+# jars); the runtime commands (start, stop, status, env, the tier, the clusters) are
+# run by scripts/stackctl/, where every component is one record (ports, process
+# marker, health probes, command, environment). This script hands it the binary paths.
 set -euo pipefail
 
 usage() {
@@ -102,34 +107,14 @@ EOF
 }
 
 # --------------------------------------------------------------------------
-# Settings
+# Settings (install, validate, bin; the runtime settings live in scripts/stackctl/)
 # --------------------------------------------------------------------------
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
 CACHE="${OTEL_HCV_CACHE:-$HOME/.cache/otel-hcv}"
 STATE="${OTEL_HCV_STATE:-/tmp/otel-hcv-stack}"
-DATA="${OTEL_HCV_DATA:-${XDG_DATA_HOME:-$HOME/.local/share}/otel-hcv}"
-JAEGER_STORAGE="${OTEL_HCV_JAEGER_STORAGE:-badger}"
-JAEGER_RETENTION="${OTEL_HCV_JAEGER_RETENTION:-72h}"
-LOGS_RETENTION="${OTEL_HCV_LOGS_RETENTION:-7d}"
-PG_PORT="${OTEL_HCV_PG_PORT:-55432}"
-REDIS_PORT="${OTEL_HCV_REDIS_PORT:-56379}"
-PG_OS_USER="${OTEL_HCV_PG_OS_USER:-postgres}"
-START_TIMEOUT="${OTEL_HCV_START_TIMEOUT:-60}"
 HOST=127.0.0.1
-
-# Fixed ports (the configs in collector/, jaeger/ and prometheus/ use them).
-OTLP_GRPC_PORT=4317
-OTLP_HTTP_PORT=4318
-COLLECTOR_PROM_PORT=8889
-COLLECTOR_METRICS_PORT=8888
-COLLECTOR_HEALTH_PORT=13133
-JAEGER_OTLP_HTTP_PORT=14318
 JAEGER_QUERY_PORT=16686
-JAEGER_HEALTH_PORT=14133
-PROMETHEUS_PORT=9090
-# VictoriaLogs: OTLP logs in, LogsQL queries and its web UI (/select/vmui/) out.
-VICTORIALOGS_PORT=9428
 
 # Collector: built with go.opentelemetry.io/collector/cmd/builder at this version;
 # collector/builder-config.yaml pins every component to the same release.
@@ -174,49 +159,19 @@ VICTORIAMETRICS_APPS=(victoria-metrics vmauth vmalert)
 # kafka/pom.xml, run on the machine's Java (17 or newer).
 KAFKA_VERSION=4.4.0
 
-COMPONENTS=(postgres redis jaeger victorialogs collector prometheus)
-
-# Agent/gateway tier (start-tier). Member k -- agent k=0, gateway-i k=i -- uses the
-# ports 25000 + 100*k + {17 OTLP gRPC, 18 OTLP HTTP, 33 health, 88 own metrics,
-# 89 prometheus exporter (gateways only)}. prometheus/prometheus.yml scrapes
-# gateways 1..MAX_GATEWAYS.
 AGENT_CONFIG="$ROOT/collector/agent.yaml"
 GATEWAY_CONFIG="$ROOT/collector/gateway.yaml"
-TIER_PORT_BASE=25000
-MAX_GATEWAYS=4
-DEFAULT_GATEWAYS=2
-TIER_GATEWAYS=$DEFAULT_GATEWAYS
-
-# The loopback clusters (start-clusters): three Kafka brokers (KRaft, each also a
-# controller), two VictoriaMetrics nodes, vmauth in front of them for queries and
-# vmalert running prometheus/rules.yml. Kafka member i listens on 29000 + 100*i + 92
-# (clients) and + 93 (controllers); VictoriaMetrics node i on 28000 + 100*i + 28;
-# vmauth on 28028, vmalert on 28088.
-KAFKA_MEMBERS=(kafka-1 kafka-2 kafka-3)
-VM_MEMBERS=(victoriametrics-1 victoriametrics-2)
-CLUSTER_MEMBERS=("${KAFKA_MEMBERS[@]}" "${VM_MEMBERS[@]}" vmauth vmalert)
-KAFKA_TOPICS=(otlp_spans otlp_metrics otlp_logs)
-KAFKA_PARTITIONS="${OTEL_HCV_KAFKA_PARTITIONS:-6}"
-KAFKA_HEAP="${OTEL_HCV_KAFKA_HEAP:-512m}"
-VMAUTH_PORT=28028
-VMALERT_PORT=28088
 KAFKA_AGENT_CONFIG="$ROOT/collector/kafka-agent.yaml"
 KAFKA_GATEWAY_CONFIG="$ROOT/collector/kafka-gateway.yaml"
-
 COLLECTOR_CONFIG="$ROOT/collector/otel-config.yaml"
 BUILDER_CONFIG="$ROOT/collector/builder-config.yaml"
 JAEGER_CONFIG="$ROOT/jaeger/config.yaml"
-PROM_CONFIG="$ROOT/prometheus/prometheus.yml"
 PROM_RULES="$ROOT/prometheus/rules.yml"
 LOG_SINK="$STATE/collector/logs.jsonl"
 
-RUN_DIR="$STATE/run"
-LOG_DIR="$STATE/log"
-PGDATA="$STATE/postgres/data"
-PG_SOCKET_DIR="$STATE/postgres/socket"
-
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
 
 # --------------------------------------------------------------------------
 # Binaries
@@ -639,793 +594,31 @@ cmd_install() {
   log "  jaeger UI: $(jaeger_ui_dir || echo 'none (placeholder page)')"
 }
 
-# --------------------------------------------------------------------------
-# Process helpers
-# --------------------------------------------------------------------------
-pidfile() { echo "$RUN_DIR/$1.pid"; }
-logfile() { echo "$LOG_DIR/$1.log"; }
-
-# Word that must appear in the process command line (guards against pid reuse).
-proc_marker() {
-  case "$1" in
-    postgres) echo postgres ;;
-    redis) echo redis ;;
-    jaeger) echo jaeger ;;
-    collector) echo otelcol-hcv ;;
-    victorialogs) echo victoria-logs ;;
-    prometheus) echo prometheus ;;
-    # Either tier (direct: agent.yaml; kafka: kafka-agent.yaml), from this clone only.
-    agent) echo "$ROOT/collector/[a-z-]*agent\.yaml" ;;
-    gateway-*) echo "$ROOT/collector/[a-z-]*gateway\.yaml" ;;
-    kafka-*) echo "$STATE/clusters/$1/server.properties" ;;
-    victoriametrics-*) echo "$STATE/clusters/$1/data" ;;
-    vmauth) echo "$STATE/clusters/vmauth.yaml" ;;
-    vmalert) echo "-rule=$PROM_RULES" ;;
-  esac
-}
-
-component_pid() {
-  local c="$1" f pid
-  if [[ $c == postgres ]]; then
-    f="$PGDATA/postmaster.pid"
-  else
-    f="$(pidfile "$c")"
-  fi
-  [[ -r "$f" ]] || return 1
-  pid="$(head -n 1 "$f" | tr -dc '0-9')"
-  [[ -n "$pid" ]] || return 1
-  pid_alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$(proc_marker "$c")" || return 1
-  echo "$pid"
-}
-
-is_running() { component_pid "$1" >/dev/null; }
-
-# Alive and not a zombie waiting for its (re)parent to reap it.
-pid_alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  [[ "$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" != Z ]]
-}
-
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-http_ok() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
-
-component_port() {
-  case "$1" in
-    postgres) echo "$PG_PORT" ;;
-    redis) echo "$REDIS_PORT" ;;
-    jaeger) echo "$JAEGER_QUERY_PORT" ;;
-    collector) echo "$OTLP_HTTP_PORT" ;;
-    victorialogs) echo "$VICTORIALOGS_PORT" ;;
-    prometheus) echo "$PROMETHEUS_PORT" ;;
-    agent | gateway-*) tier_port "$1" 18 ;;
-    kafka-*) kafka_port "$1" 92 ;;
-    victoriametrics-*) vm_port "$1" ;;
-    vmauth) echo "$VMAUTH_PORT" ;;
-    vmalert) echo "$VMALERT_PORT" ;;
-  esac
-}
-
-# kafka_port kafka-I SUFFIX: 92 (clients) or 93 (controllers).
-kafka_port() { echo $((29000 + 100 * ${1#kafka-} + $2)); }
-vm_port() { echo $((28000 + 100 * ${1#victoriametrics-} + 28)); }
-kafka_bootstrap() {
-  local m out=""
-  for m in "${KAFKA_MEMBERS[@]}"; do out+="${out:+,}$HOST:$(kafka_port "$m" 92)"; done
-  echo "$out"
-}
-
-# tier_port MEMBER SUFFIX: port SUFFIX (17, 18, 33, 88, 89) of a tier member.
-tier_port() {
-  local k
-  case "$1" in
-    agent) k=0 ;;
-    gateway-*) k="${1#gateway-}" ;;
-    *) die "not a tier member: $1" ;;
-  esac
-  echo $((TIER_PORT_BASE + 100 * k + $2))
-}
-
-# The gateways' OTLP gRPC addresses as a YAML list, for the agent's static resolver.
-tier_gateway_list() {
-  local i out=""
-  for ((i = 1; i <= TIER_GATEWAYS; i++)); do
-    out+="${out:+, }$HOST:$(tier_port "gateway-$i" 17)"
-  done
-  echo "[$out]"
-}
-
-component_address() {
-  case "$1" in
-    postgres) echo "postgres://hcv:hcv@$HOST:$PG_PORT/hcv" ;;
-    redis) echo "redis://$HOST:$REDIS_PORT/0" ;;
-    jaeger) echo "http://$HOST:$JAEGER_QUERY_PORT (OTLP in: $HOST:14317 grpc, $HOST:$JAEGER_OTLP_HTTP_PORT http)" ;;
-    collector) echo "OTLP $HOST:$OTLP_GRPC_PORT grpc, http://$HOST:$OTLP_HTTP_PORT; metrics http://$HOST:$COLLECTOR_PROM_PORT/metrics" ;;
-    prometheus) echo "http://$HOST:$PROMETHEUS_PORT" ;;
-    victorialogs) echo "http://$HOST:$VICTORIALOGS_PORT (UI /select/vmui/, OTLP logs in /insert/opentelemetry/v1/logs)" ;;
-    agent) echo "OTLP $HOST:$(tier_port agent 17) grpc, http://$HOST:$(tier_port agent 18); own metrics :$(tier_port agent 88), health :$(tier_port agent 33)" ;;
-    gateway-*)
-      if [[ $(tier_recorded_mode) == kafka ]]; then
-        echo "Kafka group otel-hcv-gateways; metrics http://$HOST:$(tier_port "$1" 89)/metrics, own :$(tier_port "$1" 88), health :$(tier_port "$1" 33)"
-      else
-        echo "OTLP $HOST:$(tier_port "$1" 17) grpc, :$(tier_port "$1" 18) http; metrics http://$HOST:$(tier_port "$1" 89)/metrics, own :$(tier_port "$1" 88), health :$(tier_port "$1" 33)"
-      fi ;;
-    kafka-*) echo "$HOST:$(kafka_port "$1" 92) (controller $HOST:$(kafka_port "$1" 93))" ;;
-    victoriametrics-*) echo "http://$HOST:$(vm_port "$1") (remote write /api/v1/write)" ;;
-    vmauth) echo "http://$HOST:$VMAUTH_PORT (Prometheus query API over the VictoriaMetrics nodes)" ;;
-    vmalert) echo "http://$HOST:$VMALERT_PORT (prometheus/rules.yml against vmauth)" ;;
-  esac
-}
-
-psql_bin() { echo "$(pg_bindir)/psql"; }
-
-is_healthy() {
-  case "$1" in
-    postgres)
-      PGPASSWORD=hcv PGCONNECT_TIMEOUT=2 "$(psql_bin)" -X -q -h "$HOST" -p "$PG_PORT" -U hcv -d hcv \
-        -tAc 'select 1' >/dev/null 2>&1 ;;
-    redis)
-      [[ "$(redis_cmd PING)" == PONG* ]] ;;
-    jaeger)
-      http_ok "http://$HOST:$JAEGER_HEALTH_PORT/status" && http_ok "http://$HOST:$JAEGER_QUERY_PORT/api/services" ;;
-    collector)
-      http_ok "http://$HOST:$COLLECTOR_HEALTH_PORT/" && http_ok "http://$HOST:$COLLECTOR_PROM_PORT/metrics" \
-        && port_open "$OTLP_GRPC_PORT" && port_open "$OTLP_HTTP_PORT" ;;
-    prometheus)
-      http_ok "http://$HOST:$PROMETHEUS_PORT/-/ready" ;;
-    victorialogs)
-      http_ok "http://$HOST:$VICTORIALOGS_PORT/health" ;;
-    agent)
-      http_ok "http://$HOST:$(tier_port agent 33)/" && port_open "$(tier_port agent 17)" \
-        && port_open "$(tier_port agent 18)" ;;
-    gateway-*)
-      if [[ $(tier_recorded_mode) == kafka ]]; then
-        http_ok "http://$HOST:$(tier_port "$1" 33)/" && http_ok "http://$HOST:$(tier_port "$1" 89)/metrics"
-      else
-        http_ok "http://$HOST:$(tier_port "$1" 33)/" && http_ok "http://$HOST:$(tier_port "$1" 89)/metrics" \
-          && port_open "$(tier_port "$1" 17)" && port_open "$(tier_port "$1" 18)"
-      fi ;;
-    kafka-*)
-      port_open "$(kafka_port "$1" 92)" ;;
-    victoriametrics-*)
-      http_ok "http://$HOST:$(vm_port "$1")/health" ;;
-    vmauth)
-      http_ok "http://$HOST:$VMAUTH_PORT/api/v1/status/buildinfo" ;;
-    vmalert)
-      http_ok "http://$HOST:$VMALERT_PORT/health" ;;
-  esac
-}
-
-redis_cmd() {
-  if command -v redis-cli >/dev/null 2>&1; then
-    redis-cli -h "$HOST" -p "$REDIS_PORT" "$@" 2>/dev/null || true
-  else
-    # Inline command over bash's /dev/tcp.
-    { exec 3<>"/dev/tcp/$HOST/$REDIS_PORT" && printf '%s\r\n' "$*" >&3 && head -c 64 <&3 | tr -d '+\r\n'; exec 3>&-; } 2>/dev/null || true
-  fi
-}
-
-# Launch "$@" detached from this shell; record its pid.
-spawn() {
-  local c="$1"; shift
-  mkdir -p "$RUN_DIR" "$LOG_DIR"
-  local lf
-  lf="$(logfile "$c")"
-  printf '\n==== %s starting %s ====\n' "$(date -u +%FT%TZ)" "$c" >>"$lf"
-  setsid "$@" >>"$lf" 2>&1 </dev/null &
-  echo $! >"$(pidfile "$c")"
-}
-
-wait_healthy() {
-  local c="$1" deadline=$((SECONDS + START_TIMEOUT))
-  while (( SECONDS < deadline )); do
-    if is_healthy "$c"; then return 0; fi
-    if ! is_running "$c"; then
-      # Give a crashing process's last words a moment to reach the log.
-      sleep 0.2
-      log "$c: process exited during startup"
-      return 1
-    fi
-    sleep 0.2
-  done
-  log "$c: not healthy after ${START_TIMEOUT}s"
-  return 1
-}
-
-# Last lines of a component's log, from its latest start only, long lines cut.
-show_log_tail() {
-  local c="$1" lf
-  lf="$(logfile "$c")"
-  [[ -s "$lf" ]] || return 0
-  log "last lines of $lf:"
-  awk '/^==== .* starting / { n = 0; delete buf; next } { buf[++n] = $0 }
-       END { for (i = (n > 30 ? n - 29 : 1); i <= n; i++) print buf[i] }' "$lf" \
-    | cut -c1-400 | sed 's/^/    /' >&2
-}
-
-check_port_free() {
-  local c="$1" p
-  shift
-  for p in "$@"; do
-    if port_open "$p"; then
-      log "$c: port $HOST:$p is already in use by another process (not this stack's $c)"
-      return 1
-    fi
-  done
-}
 
 # --------------------------------------------------------------------------
-# Component launchers
+# Runtime commands: scripts/stackctl (Python 3.11+, standard library only)
 # --------------------------------------------------------------------------
-as_pg_user() {
-  if [[ $(id -u) -eq 0 ]]; then
-    runuser -u "$PG_OS_USER" -- "$@"
-  else
-    "$@"
-  fi
-}
-
-ensure_pg_user() {
-  [[ $(id -u) -eq 0 ]] || return 0
-  if ! id -u "$PG_OS_USER" >/dev/null 2>&1; then
-    log "postgres: creating system user $PG_OS_USER (PostgreSQL refuses to run as root)"
-    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_OS_USER"
-  fi
-}
-
-launch_postgres() {
-  local bindir
-  bindir="$(pg_bindir)" || { log "postgres: server binaries not found (run: scripts/stack.sh install)"; return 1; }
-  check_port_free postgres "$PG_PORT" || return 1
-  ensure_pg_user
-  mkdir -p "$STATE/postgres" "$PG_SOCKET_DIR" "$LOG_DIR"
-  chmod 755 "$STATE" "$STATE/postgres" 2>/dev/null || true
-  touch "$LOG_DIR/postgres.log"
-  if [[ $(id -u) -eq 0 ]]; then
-    chown "$PG_OS_USER" "$STATE/postgres" "$PG_SOCKET_DIR" "$LOG_DIR/postgres.log"
-    as_pg_user test -w "$STATE/postgres" \
-      || { log "postgres: $PG_OS_USER cannot write to $STATE/postgres (is a parent directory private?)"; return 1; }
-  fi
-  if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
-    log "postgres: initdb $PGDATA"
-    rm -rf "$PGDATA"
-    as_pg_user "$bindir/initdb" -D "$PGDATA" -U postgres -E UTF8 --locale=C \
-      --auth-local=trust --auth-host=scram-sha-256 >>"$LOG_DIR/postgres.log" 2>&1 \
-      || { log "postgres: initdb failed"; return 1; }
-  fi
-  # Test-stack settings: loopback only, no durability (fsync off) for speed.
-  local opts="-c listen_addresses=$HOST -p $PG_PORT -c unix_socket_directories=$PG_SOCKET_DIR"
-  opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-  local attempt
-  for attempt in 1 2 3 4 5; do
-    # After a kill -9 the postmaster's pid and socket lock files stay behind, and
-    # its zombie or dying children can hold them for a moment: clear and retry.
-    if ! is_running postgres; then
-      rm -f "$PGDATA/postmaster.pid" "$PG_SOCKET_DIR/.s.PGSQL.$PG_PORT.lock"
-    fi
-    if as_pg_user "$bindir/pg_ctl" start -D "$PGDATA" -l "$LOG_DIR/postgres.log" -w -t "$START_TIMEOUT" \
-      -o "$opts" >/dev/null 2>&1; then
-      break
-    fi
-    (( attempt < 5 )) || { log "postgres: pg_ctl start failed"; return 1; }
-    log "postgres: pg_ctl start failed (attempt $attempt); retrying"
-    sleep 1
-  done
-  # Role and database hcv/hcv (idempotent). CREATEDB lets Django create test databases.
-  local psql=("$bindir/psql" -X -q -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1)
-  "${psql[@]}" -d postgres -c "DO \$\$ BEGIN
-      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hcv') THEN
-        CREATE ROLE hcv LOGIN CREATEDB PASSWORD 'hcv';
-      END IF; END \$\$;" >>"$LOG_DIR/postgres.log" 2>&1 || { log "postgres: creating role hcv failed"; return 1; }
-  if [[ "$("${psql[@]}" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'hcv'")" != 1 ]]; then
-    "${psql[@]}" -d postgres -c "CREATE DATABASE hcv OWNER hcv" >>"$LOG_DIR/postgres.log" 2>&1 \
-      || { log "postgres: creating database hcv failed"; return 1; }
-  fi
-}
-
-launch_redis() {
-  command -v redis-server >/dev/null 2>&1 || { log "redis: redis-server not installed (run: scripts/stack.sh install)"; return 1; }
-  check_port_free redis "$REDIS_PORT" || return 1
-  mkdir -p "$STATE/redis"
-  spawn redis redis-server --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no \
-    --dir "$STATE/redis" --daemonize no --protected-mode yes --loglevel notice
-}
-
-launch_jaeger() {
-  local bin
-  bin="$(jaeger_bin)"
-  [[ -x "$bin" ]] || { log "jaeger: $bin not built (run: scripts/stack.sh install)"; return 1; }
-  check_port_free jaeger 14317 "$JAEGER_OTLP_HTTP_PORT" "$JAEGER_QUERY_PORT" "$JAEGER_HEALTH_PORT" || return 1
-  local ui store
-  ui="$(jaeger_ui_dir)" || { ui=""; log "jaeger: no UI built (see: scripts/stack.sh install); / shows a placeholder page"; }
-  case "$JAEGER_STORAGE" in
-    badger) store=badger_store ;;
-    memory) store=memory_store ;;
-    *) log "jaeger: OTEL_HCV_JAEGER_STORAGE must be badger or memory (got '$JAEGER_STORAGE')"; return 1 ;;
-  esac
-  mkdir -p "$DATA/jaeger/badger"
-  spawn jaeger env JAEGER_LISTEN_HOST="$HOST" JAEGER_UI_ASSETS="$ui" JAEGER_TRACE_STORAGE="$store" \
-    JAEGER_BADGER_DIR="$DATA/jaeger/badger" JAEGER_RETENTION="$JAEGER_RETENTION" \
-    JAEGER_METRICS_PROMETHEUS="http://$HOST:$PROMETHEUS_PORT" JAEGER_UI_CONFIG="$ROOT/jaeger/ui-config.json" \
-    "$bin" --config "$JAEGER_CONFIG"
-}
-
-launch_collector() {
-  local bin
-  bin="$(collector_bin)"
-  [[ -x "$bin" ]] || { log "collector: $bin not built (run: scripts/stack.sh install)"; return 1; }
-  check_port_free collector "$OTLP_GRPC_PORT" "$OTLP_HTTP_PORT" "$COLLECTOR_PROM_PORT" \
-    "$COLLECTOR_METRICS_PORT" "$COLLECTOR_HEALTH_PORT" || return 1
-  mkdir -p "$(dirname "$LOG_SINK")"
-  # OTEL_HCV_VENDOR_* / OTEL_HCV_DEBUG_VERBOSITY pass through from the caller's environment.
-  spawn collector env OTEL_COLLECTOR_BIND="$HOST" \
-    JAEGER_OTLP_ENDPOINT="http://$HOST:$JAEGER_OTLP_HTTP_PORT" \
-    VICTORIALOGS_OTLP_LOGS_ENDPOINT="http://$HOST:$VICTORIALOGS_PORT/insert/opentelemetry/v1/logs" \
-    OTEL_HCV_LOG_SINK="$LOG_SINK" OTEL_HCV_QUEUE_DIR="$DATA/collector/queue" \
-    "$bin" --config "$COLLECTOR_CONFIG"
-}
-
-launch_victorialogs() {
-  local bin
-  bin="$(victorialogs_bin)"
-  [[ -x "$bin" ]] || { log "victorialogs: $bin not built (run: scripts/stack.sh install)"; return 1; }
-  check_port_free victorialogs "$VICTORIALOGS_PORT" || return 1
-  mkdir -p "$DATA/victorialogs"
-  spawn victorialogs "$bin" -httpListenAddr="$HOST:$VICTORIALOGS_PORT" \
-    -storageDataPath="$DATA/victorialogs" -retentionPeriod="$LOGS_RETENTION" -loggerLevel=WARN
-}
-
-launch_prometheus() {
-  command -v prometheus >/dev/null 2>&1 || { log "prometheus: not installed (run: scripts/stack.sh install)"; return 1; }
-  check_port_free prometheus "$PROMETHEUS_PORT" || return 1
-  mkdir -p "$STATE/prometheus/data"
-  spawn prometheus prometheus --config.file="$PROM_CONFIG" \
-    --storage.tsdb.path="$STATE/prometheus/data" --storage.tsdb.retention.time=2d \
-    --web.listen-address="$HOST:$PROMETHEUS_PORT" --web.enable-lifecycle --log.level=info
-}
-
-# Agent and gateways: the collector binary with collector/agent.yaml or
-# collector/gateway.yaml, every address set explicitly. The caller's environment
-# passes through (OTEL_HCV_SAMPLING_*, OTEL_COLLECTOR_MEMORY_LIMIT_MIB, ...).
-launch_gateway() {
-  local c="gateway-$1" bin
-  bin="$(collector_bin)"
-  [[ -x "$bin" ]] || { log "$c: $bin not built (run: scripts/stack.sh install)"; return 1; }
-  check_port_free "$c" "$(tier_port "$c" 17)" "$(tier_port "$c" 18)" "$(tier_port "$c" 33)" \
-    "$(tier_port "$c" 88)" "$(tier_port "$c" 89)" || return 1
-  mkdir -p "$STATE/tier/$c"
-  spawn "$c" env OTEL_COLLECTOR_BIND="$HOST" OTEL_HCV_GATEWAY_NAME="$c" \
-    OTEL_HCV_OTLP_GRPC_PORT="$(tier_port "$c" 17)" OTEL_HCV_OTLP_HTTP_PORT="$(tier_port "$c" 18)" \
-    OTEL_HCV_HEALTH_PORT="$(tier_port "$c" 33)" OTEL_HCV_TELEMETRY_PORT="$(tier_port "$c" 88)" \
-    OTEL_HCV_PROMETHEUS_PORT="$(tier_port "$c" 89)" \
-    JAEGER_OTLP_ENDPOINT="http://$HOST:$JAEGER_OTLP_HTTP_PORT" \
-    OTEL_HCV_LOG_SINK="$STATE/tier/$c/logs.jsonl" \
-    "$bin" --config "$GATEWAY_CONFIG"
-}
-
-launch_kafka() {
-  local c="kafka-$1" libs dir id voters="" m
-  libs="$(kafka_home)/libs"
-  [[ -f "$(kafka_home)/.complete" ]] || { log "$c: Kafka not installed (run: scripts/stack.sh install)"; return 1; }
-  check_port_free "$c" "$(kafka_port "$c" 92)" "$(kafka_port "$c" 93)" || return 1
-  dir="$STATE/clusters/$c"
-  mkdir -p "$dir/data"
-  for m in "${KAFKA_MEMBERS[@]}"; do voters+="${voters:+,}${m#kafka-}@$HOST:$(kafka_port "$m" 93)"; done
-  # Three combined broker+controller nodes: the controller quorum and every topic's
-  # replicas survive one node down. Writes wait for 2 in-sync replicas (acks=all on
-  # the agents), so a record an agent was told OK about is on two brokers.
-  cat >"$dir/server.properties" <<EOF
-process.roles=broker,controller
-node.id=$1
-controller.quorum.voters=$voters
-listeners=PLAINTEXT://$HOST:$(kafka_port "$c" 92),CONTROLLER://$HOST:$(kafka_port "$c" 93)
-advertised.listeners=PLAINTEXT://$HOST:$(kafka_port "$c" 92)
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-log.dirs=$dir/data
-num.partitions=$KAFKA_PARTITIONS
-default.replication.factor=3
-min.insync.replicas=2
-offsets.topic.replication.factor=3
-offsets.topic.num.partitions=6
-transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-share.coordinator.state.topic.replication.factor=3
-share.coordinator.state.topic.min.isr=2
-unclean.leader.election.enable=false
-auto.create.topics.enable=false
-group.initial.rebalance.delay.ms=0
-log.retention.hours=24
-log.segment.bytes=67108864
-EOF
-  id="$(cat "$STATE/clusters/kafka.cluster-id" 2>/dev/null || true)"
-  if [[ -z $id ]]; then
-    # A Kafka cluster id: 16 random bytes, URL-safe base64 without padding.
-    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
-    echo "$id" >"$STATE/clusters/kafka.cluster-id"
-  fi
-  if [[ ! -f "$dir/data/meta.properties" ]]; then
-    java -cp "$libs/*" -Dlog4j2.configurationFile="$ROOT/kafka/log4j2.properties" kafka.tools.StorageTool \
-      format -t "$id" -c "$dir/server.properties" --ignore-formatted >>"$(logfile "$c")" 2>&1 \
-      || { log "$c: formatting $dir/data failed"; show_log_tail "$c"; return 1; }
-  fi
-  spawn "$c" java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$ROOT/kafka/log4j2.properties" -cp "$libs/*" kafka.Kafka "$dir/server.properties"
-}
-
-launch_victoriametrics() {
-  local c="victoriametrics-$1" bin
-  bin="$(victoriametrics_bin)"
-  [[ -x "$bin" ]] || { log "$c: $bin not built (run: scripts/stack.sh install)"; return 1; }
-  check_port_free "$c" "$(vm_port "$c")" || return 1
-  mkdir -p "$STATE/clusters/$c/data"
-  # -dedup.minScrapeInterval=1ms: a sample written twice (a retried remote-write
-  # request) is stored once. -inmemoryDataFlushInterval=1s: what a node acknowledged
-  # is on disk within a second (its floor), so a node killed with SIGKILL loses at
-  # most about that much on its own (the other node holds it).
-  spawn "$c" "$bin" -httpListenAddr="$HOST:$(vm_port "$c")" -storageDataPath="$STATE/clusters/$c/data" \
-    -retentionPeriod=2d -dedup.minScrapeInterval=1ms -search.latencyOffset=0s -inmemoryDataFlushInterval=1s \
-    -loggerLevel=WARN
-}
-
-launch_vmauth() {
-  local bin conf="$STATE/clusters/vmauth.yaml" m
-  bin="$(victoriametrics_bin vmauth)"
-  [[ -x "$bin" ]] || { log "vmauth: $bin not built (run: scripts/stack.sh install)"; return 1; }
-  check_port_free vmauth "$VMAUTH_PORT" || return 1
-  mkdir -p "$STATE/clusters"
-  # Every query goes to a node that answers: a node that refuses the connection or
-  # answers 5xx is skipped for -failTimeout and the request is retried on the other.
-  {
-    echo "unauthorized_user:"
-    echo "  url_prefix:"
-    for m in "${VM_MEMBERS[@]}"; do echo "    - http://$HOST:$(vm_port "$m")"; done
-    echo "  retry_status_codes: [500, 502, 503]"
-    echo "  load_balancing_policy: first_available"
-  } >"$conf"
-  spawn vmauth "$bin" -httpListenAddr="$HOST:$VMAUTH_PORT" -auth.config="$conf" -failTimeout=2s -loggerLevel=WARN
-}
-
-launch_vmalert() {
-  local bin
-  bin="$(victoriametrics_bin vmalert)"
-  [[ -x "$bin" ]] || { log "vmalert: $bin not built (run: scripts/stack.sh install)"; return 1; }
-  check_port_free vmalert "$VMALERT_PORT" || return 1
-  # The stack's alert rules, evaluated against the VictoriaMetrics nodes through
-  # vmauth; notifications go nowhere (-notifier.blackhole): the rules' state is read
-  # from vmalert's API.
-  spawn vmalert "$bin" -httpListenAddr="$HOST:$VMALERT_PORT" -rule="$PROM_RULES" \
-    -datasource.url="http://$HOST:$VMAUTH_PORT" -notifier.blackhole -evaluationInterval=5s -loggerLevel=WARN
-}
-
-# The Kafka tier (start-tier N kafka): the otelcol-hcv-kafka binary with
-# collector/kafka-agent.yaml and collector/kafka-gateway.yaml. Same member names and
-# ports as the direct tier; the gateways consume from Kafka instead of listening.
-launch_kafka_gateway() {
-  local c="gateway-$1" bin m urls=()
-  bin="$(kafka_collector_bin)"
-  [[ -x "$bin" ]] || { log "$c: $bin not built (run: scripts/stack.sh install)"; return 1; }
-  check_port_free "$c" "$(tier_port "$c" 33)" "$(tier_port "$c" 88)" "$(tier_port "$c" 89)" || return 1
-  for m in "${VM_MEMBERS[@]}"; do urls+=("http://$HOST:$(vm_port "$m")/api/v1/write"); done
-  mkdir -p "$STATE/tier/$c"
-  spawn "$c" env OTEL_COLLECTOR_BIND="$HOST" OTEL_HCV_GATEWAY_NAME="$c" \
-    OTEL_HCV_HEALTH_PORT="$(tier_port "$c" 33)" OTEL_HCV_TELEMETRY_PORT="$(tier_port "$c" 88)" \
-    OTEL_HCV_PROMETHEUS_PORT="$(tier_port "$c" 89)" \
-    OTEL_HCV_KAFKA_BROKERS="[$(kafka_bootstrap)]" \
-    JAEGER_OTLP_ENDPOINT="http://$HOST:$JAEGER_OTLP_HTTP_PORT" \
-    VICTORIALOGS_OTLP_LOGS_ENDPOINT="http://$HOST:$VICTORIALOGS_PORT/insert/opentelemetry/v1/logs" \
-    OTEL_HCV_METRICS_WRITE_URL_1="${urls[0]}" OTEL_HCV_METRICS_WRITE_URL_2="${urls[1]}" \
-    "$bin" --config "$KAFKA_GATEWAY_CONFIG"
-}
-
-launch_kafka_agent() {
-  local bin
-  bin="$(kafka_collector_bin)"
-  [[ -x "$bin" ]] || { log "agent: $bin not built (run: scripts/stack.sh install)"; return 1; }
-  check_port_free agent "$(tier_port agent 17)" "$(tier_port agent 18)" "$(tier_port agent 33)" \
-    "$(tier_port agent 88)" || return 1
-  spawn agent env OTEL_COLLECTOR_BIND="$HOST" \
-    OTEL_HCV_OTLP_GRPC_PORT="$(tier_port agent 17)" OTEL_HCV_OTLP_HTTP_PORT="$(tier_port agent 18)" \
-    OTEL_HCV_HEALTH_PORT="$(tier_port agent 33)" OTEL_HCV_TELEMETRY_PORT="$(tier_port agent 88)" \
-    OTEL_HCV_KAFKA_BROKERS="[$(kafka_bootstrap)]" \
-    "$bin" --config "$KAFKA_AGENT_CONFIG"
-}
-
-launch_agent() {
-  local bin
-  bin="$(collector_bin)"
-  [[ -x "$bin" ]] || { log "agent: $bin not built (run: scripts/stack.sh install)"; return 1; }
-  check_port_free agent "$(tier_port agent 17)" "$(tier_port agent 18)" "$(tier_port agent 33)" \
-    "$(tier_port agent 88)" || return 1
-  # Loopback has no load balancer in front of the pool: metrics and logs go to gateway-1.
-  spawn agent env OTEL_COLLECTOR_BIND="$HOST" \
-    OTEL_HCV_OTLP_GRPC_PORT="$(tier_port agent 17)" OTEL_HCV_OTLP_HTTP_PORT="$(tier_port agent 18)" \
-    OTEL_HCV_HEALTH_PORT="$(tier_port agent 33)" OTEL_HCV_TELEMETRY_PORT="$(tier_port agent 88)" \
-    OTEL_HCV_GATEWAY_RESOLVER=static OTEL_HCV_GATEWAYS="$(tier_gateway_list)" \
-    OTEL_HCV_GATEWAY_OTLP_ENDPOINT="http://$HOST:$(tier_port gateway-1 18)" \
-    "$bin" --config "$AGENT_CONFIG"
-}
-
-launch() {
-  case "$1" in
-    agent) if [[ $(tier_recorded_mode) == kafka ]]; then launch_kafka_agent; else launch_agent; fi ;;
-    gateway-*) if [[ $(tier_recorded_mode) == kafka ]]; then launch_kafka_gateway "${1#gateway-}"; else launch_gateway "${1#gateway-}"; fi ;;
-    kafka-*) launch_kafka "${1#kafka-}" ;;
-    victoriametrics-*) launch_victoriametrics "${1#victoriametrics-}" ;;
-    *) "launch_$1" ;;
-  esac
-}
-
-start_one() {
-  local c="$1" t0=$SECONDS
-  if is_running "$c"; then
-    if wait_healthy "$c"; then
-      log "$c: already running (pid $(component_pid "$c"))"
-      return 0
-    fi
-    log "$c: running but unhealthy; restarting it"
-    stop_one "$c"
-  fi
-  if ! launch "$c"; then
-    log "$c: FAILED to start"
-    # postgres logs initdb/pg_ctl failures; the others failed before spawning.
-    [[ $c == postgres ]] && show_log_tail "$c"
-    return 1
-  fi
-  if ! wait_healthy "$c"; then
-    log "$c: FAILED to start"
-    show_log_tail "$c"
-    return 1
-  fi
-  log "$c: up in $((SECONDS - t0))s (pid $(component_pid "$c")) -- $(component_address "$c")"
-}
-
-stop_one() {
-  local c="$1" pid i
-  if ! pid="$(component_pid "$c")"; then
-    rm -f "$(pidfile "$c")"
-    log "$c: not running"
-    return 0
-  fi
-  if [[ $c == postgres ]]; then
-    as_pg_user "$(pg_bindir)/pg_ctl" stop -D "$PGDATA" -m fast -w -t 30 >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
-  else
-    kill -TERM "$pid" 2>/dev/null || true
-  fi
-  for ((i = 0; i < 150; i++)); do
-    pid_alive "$pid" || break
-    sleep 0.1
-  done
-  if pid_alive "$pid"; then
-    log "$c: did not exit after SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.2
-  fi
-  rm -f "$(pidfile "$c")"
-  log "$c: stopped (was pid $pid)"
-}
-
-# --------------------------------------------------------------------------
-# Commands
-# --------------------------------------------------------------------------
-select_components() {
-  if [[ -z "${1:-}" ]]; then
-    echo "${COMPONENTS[@]}"
-    return 0
-  fi
-  local c
-  for c in "${COMPONENTS[@]}"; do
-    [[ $c == "$1" ]] && { echo "$c"; return 0; }
-  done
-  die "unknown component '$1' (one of: ${COMPONENTS[*]})"
-}
-
-cmd_start() {
-  local list c failed=() t0=$SECONDS
-  list="$(select_components "${1:-}")"
-  mkdir -p "$RUN_DIR" "$LOG_DIR"
-  for c in $list; do
-    start_one "$c" || failed+=("$c")
-  done
-  if (( ${#failed[@]} > 0 )); then
-    die "failed to start: ${failed[*]}"
-  fi
-  log "started in $((SECONDS - t0))s"
-}
-
-cmd_stop() {
-  local out list c i
-  out="$(select_components "${1:-}")"
-  read -r -a list <<<"$out"
-  # Everything: the tier first (it exports into the stack), then the clusters.
-  if [[ -z "${1:-}" ]]; then
-    stop_tier quiet
-    cmd_stop_clusters
-  fi
-  for ((i = ${#list[@]} - 1; i >= 0; i--)); do
-    stop_one "${list[$i]}"
-  done
-}
-
-# A status table: a header naming the first column, then one row per component.
-# Returns 1 when any of them is stopped or unhealthy.
-status_rows() {
-  local title="$1" c pid health rc=0
-  shift
-  printf '%-17s %-8s %-8s %-9s %s\n' "$title" STATE PID HEALTH ADDRESS
-  for c in "$@"; do
-    if pid="$(component_pid "$c")"; then
-      if is_healthy "$c"; then health=healthy; else health=unhealthy; rc=1; fi
-      printf '%-17s %-8s %-8s %-9s %s\n' "$c" running "$pid" "$health" "$(component_address "$c")"
-    else
-      printf '%-17s %-8s %-8s %-9s %s\n' "$c" stopped - - "$(component_address "$c")"
-      rc=1
-    fi
-  done
-  return "$rc"
-}
-
-cmd_status() {
-  local rc=0
-  status_rows COMPONENT "${COMPONENTS[@]}" || rc=1
-  echo "state: $STATE   logs: $LOG_DIR   log sink: $LOG_SINK"
-  return "$rc"
-}
-
-# --------------------------------------------------------------------------
-# Agent/gateway tier
-# --------------------------------------------------------------------------
-# Members in start order: gateway-1..gateway-N, agent.
-tier_members() {
-  local i
-  for ((i = 1; i <= $1; i++)); do echo "gateway-$i"; done
-  echo agent
-}
-
-tier_recorded_gateways() { cat "$RUN_DIR/tier.gateways" 2>/dev/null || true; }
-# direct (agents route spans to the gateways by trace id) or kafka (through the clusters).
-tier_recorded_mode() { cat "$RUN_DIR/tier.mode" 2>/dev/null || echo direct; }
-
-cmd_start_tier() {
-  local n="${1:-$DEFAULT_GATEWAYS}" mode="${2:-direct}" prev c failed=() t0=$SECONDS
-  [[ $n =~ ^[0-9]+$ ]] && ((n >= 1 && n <= MAX_GATEWAYS)) \
-    || die "start-tier: the number of gateways must be 1..$MAX_GATEWAYS (got '$n')"
-  [[ $mode == direct || $mode == kafka ]] || die "start-tier: the mode must be direct or kafka (got '$mode')"
-  mkdir -p "$RUN_DIR" "$LOG_DIR"
-  prev="$(tier_recorded_gateways)"
-  # The agent's static list names the gateways: another N (or mode) needs a fresh tier.
-  if { [[ $prev != "$n" ]] || [[ $(tier_recorded_mode) != "$mode" ]]; } && { [[ -n $prev ]] || is_running agent; }; then
-    log "tier: running with ${prev:-an unknown number of} gateway(s) ($(tier_recorded_mode)); restarting it with $n ($mode)"
-    stop_tier quiet
-  fi
-  if [[ $mode == kafka ]]; then
-    # The clusters must be up; a member that is down (a broker, a node) is survivable.
-    local up=()
-    for c in "${CLUSTER_MEMBERS[@]}"; do
-      if is_running "$c"; then up+=("$c"); else log "tier: note: $c is not running"; fi
-    done
-    (( ${#up[@]} > 0 )) || die "start-tier $n kafka: the clusters are not running (scripts/stack.sh start-clusters)"
-  fi
-  echo "$mode" >"$RUN_DIR/tier.mode"
-  for ((c = n + 1; c <= MAX_GATEWAYS; c++)); do
-    is_running "gateway-$c" && stop_one "gateway-$c"
-  done
-  TIER_GATEWAYS=$n
-  echo "$n" >"$RUN_DIR/tier.gateways"
-  for c in $(tier_members "$n"); do
-    start_one "$c" || failed+=("$c")
-  done
-  if (( ${#failed[@]} > 0 )); then
-    die "tier: failed to start: ${failed[*]}"
-  fi
-  for c in jaeger prometheus; do
-    is_running "$c" || log "tier: note: $c is not running (the gateways export to it): scripts/stack.sh start"
-  done
-  log "tier: agent + $n gateway(s) ($mode) started in $((SECONDS - t0))s; send OTLP to http://$HOST:$(tier_port agent 18) (grpc $HOST:$(tier_port agent 17))"
-}
-
-# stop_tier [quiet]: stop the agent, then every gateway that runs.
-stop_tier() {
-  local c i stopped=0
-  for c in agent $(for ((i = MAX_GATEWAYS; i >= 1; i--)); do echo "gateway-$i"; done); do
-    if is_running "$c"; then
-      stop_one "$c"
-      stopped=1
-    else
-      rm -f "$(pidfile "$c")"
-    fi
-  done
-  rm -f "$RUN_DIR/tier.gateways" "$RUN_DIR/tier.mode"
-  (( stopped )) || [[ ${1:-} == quiet ]] || log "tier: not running"
-}
-
-# --------------------------------------------------------------------------
-# Loopback clusters: Kafka (3 brokers), VictoriaMetrics (2 nodes), vmauth, vmalert
-# --------------------------------------------------------------------------
-# kafka_tool CLASS ARGS...: one of Kafka's command-line tools on the cached jars.
-kafka_tool() {
-  local cls="$1"
-  shift
-  [[ -f "$(kafka_home)/.complete" ]] || die "Kafka not installed (run: scripts/stack.sh install)"
-  java -Xmx256m -cp "$(kafka_home)/libs/*" -Dlog4j2.configurationFile="$ROOT/kafka/log4j2.properties" "$cls" "$@"
-}
-
-create_kafka_topics() {
-  local t
-  for t in "${KAFKA_TOPICS[@]}"; do
-    kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(kafka_bootstrap)" --create \
-      --if-not-exists --topic "$t" --partitions "$KAFKA_PARTITIONS" --replication-factor 3 \
-      --config min.insync.replicas=2 >>"$LOG_DIR/kafka-topics.log" 2>&1 \
-      || { log "kafka: creating topic $t failed (see $LOG_DIR/kafka-topics.log)"; return 1; }
-  done
-  log "kafka: topics ${KAFKA_TOPICS[*]} ($KAFKA_PARTITIONS partitions, replication factor 3, min in-sync 2)"
-}
-
-cmd_start_clusters() {
-  local c failed=() t0=$SECONDS pids=() i
-  mkdir -p "$RUN_DIR" "$LOG_DIR" "$STATE/clusters"
-  # The three brokers form one quorum: start them together, then wait for each.
-  for c in "${KAFKA_MEMBERS[@]}"; do
-    if ! is_running "$c"; then launch "$c" || failed+=("$c"); fi
-  done
-  for c in "${KAFKA_MEMBERS[@]}"; do
-    wait_healthy "$c" || { show_log_tail "$c"; failed+=("$c"); }
-  done
-  (( ${#failed[@]} == 0 )) || die "clusters: failed to start: ${failed[*]}"
-  create_kafka_topics || die "clusters: Kafka topics could not be created"
-  for c in "${VM_MEMBERS[@]}" vmauth vmalert; do
-    start_one "$c" || failed+=("$c")
-  done
-  (( ${#failed[@]} == 0 )) || die "clusters: failed to start: ${failed[*]}"
-  log "clusters: started in $((SECONDS - t0))s; Kafka $(kafka_bootstrap), VictoriaMetrics queries http://$HOST:$VMAUTH_PORT"
-}
-
-cmd_stop_clusters() {
-  local i
-  # The Kafka tier reads from the clusters: stop it first.
-  [[ $(tier_recorded_mode) == kafka ]] && stop_tier quiet
-  for ((i = ${#CLUSTER_MEMBERS[@]} - 1; i >= 0; i--)); do
-    if is_running "${CLUSTER_MEMBERS[$i]}"; then stop_one "${CLUSTER_MEMBERS[$i]}"; else rm -f "$(pidfile "${CLUSTER_MEMBERS[$i]}")"; fi
-  done
-}
-
-# Stop the clusters and delete their data (Kafka logs, VictoriaMetrics data).
-cmd_reset_clusters() {
-  cmd_stop_clusters
-  rm -rf "$STATE/clusters"
-  log "clusters: data removed"
-}
-
-cmd_status_clusters() {
-  local rc=0
-  status_rows MEMBER "${CLUSTER_MEMBERS[@]}" || rc=1
-  echo "data: $STATE/clusters   logs: $LOG_DIR/{kafka-N,victoriametrics-N,vmauth,vmalert}.log"
-  return "$rc"
-}
-
-cmd_status_tier() {
-  local n rc=0
-  n="$(tier_recorded_gateways)"
-  # shellcheck disable=SC2046  # member names are single words
-  status_rows MEMBER $(tier_members "${n:-$MAX_GATEWAYS}") || rc=1
-  echo "gateways started: ${n:-none}   logs: $LOG_DIR/{agent,gateway-N}.log   log sinks: $STATE/tier/gateway-N/logs.jsonl"
-  return "$rc"
-}
-
-cmd_env() {
-  cat <<EOF
-export OTEL_EXPORTER_OTLP_ENDPOINT=http://$HOST:$OTLP_HTTP_PORT
-export OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
-export HCV_DATABASE_URL=postgres://hcv:hcv@$HOST:$PG_PORT/hcv
-export HCV_REDIS_URL=redis://$HOST:$REDIS_PORT/0
-export JAEGER_QUERY_URL=http://$HOST:$JAEGER_QUERY_PORT
-export PROMETHEUS_URL=http://$HOST:$PROMETHEUS_PORT
-export VICTORIALOGS_URL=http://$HOST:$VICTORIALOGS_PORT
-export COLLECTOR_LOG_SINK=$LOG_SINK
-export OTEL_HCV_DATA=$DATA
-EOF
+# stackctl COMMAND ARGS...: run a runtime command with the binary paths this script
+# computes from its install versions (scripts/stackctl/components.py: BINARY_VARIABLES).
+# -I -S: the standard library is all it needs; skipping site-packages saves a good part
+# of the interpreter's start-up, and the caller's PYTHON* variables and working
+# directory cannot change which code runs.
+stackctl() {
+  local python="${PYTHON:-python3}" bindir="" ui=""
+  bindir="$(pg_bindir)" || bindir=""
+  ui="$(jaeger_ui_dir)" || ui=""
+  _STACK_BIN_COLLECTOR="$(collector_bin)" \
+    _STACK_BIN_KAFKA_COLLECTOR="$(kafka_collector_bin)" \
+    _STACK_BIN_JAEGER="$(jaeger_bin)" \
+    _STACK_BIN_VICTORIALOGS="$(victorialogs_bin)" \
+    _STACK_BIN_VICTORIAMETRICS="$(victoriametrics_bin)" \
+    _STACK_BIN_VMAUTH="$(victoriametrics_bin vmauth)" \
+    _STACK_BIN_VMALERT="$(victoriametrics_bin vmalert)" \
+    _STACK_KAFKA_HOME="$(kafka_home)" \
+    _STACK_PG_BINDIR="$bindir" \
+    _STACK_JAEGER_UI="$ui" \
+    "$python" -I -S -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from scripts.stackctl.cli import main; sys.exit(main(sys.argv[1:]))' \
+    "$ROOT" "$@"
 }
 
 cmd_validate() {
@@ -1490,23 +683,22 @@ main() {
   shift || true
   case "$cmd" in
     install) cmd_install ;;
-    start) cmd_start "${1:-}" ;;
-    stop) cmd_stop "${1:-}" ;;
-    restart) cmd_stop "${1:-}"; cmd_start "${1:-}" ;;
-    status) cmd_status ;;
-    env) cmd_env ;;
+    start) stackctl start "$@" ;;
+    stop) stackctl stop "$@" ;;
+    restart) stackctl restart "$@" ;;
+    status) stackctl status ;;
+    env) stackctl env ;;
     validate) cmd_validate ;;
     bin) cmd_bin "${1:-}" ;;
-    start-tier) cmd_start_tier "${1:-}" "${2:-}" ;;
-    start-clusters) cmd_start_clusters ;;
-    stop-clusters) cmd_stop_clusters ;;
-    reset-clusters) cmd_reset_clusters ;;
-    status-clusters) cmd_status_clusters ;;
-    kafka-topics) kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(kafka_bootstrap)" "$@" ;;
-    kafka-consumer-groups)
-      kafka_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$(kafka_bootstrap)" "$@" ;;
-    stop-tier) stop_tier ;;
-    status-tier) cmd_status_tier ;;
+    start-tier) stackctl start-tier "$@" ;;
+    start-clusters) stackctl start-clusters ;;
+    stop-clusters) stackctl stop-clusters ;;
+    reset-clusters) stackctl reset-clusters ;;
+    status-clusters) stackctl status-clusters ;;
+    kafka-topics) stackctl kafka-topics "$@" ;;
+    kafka-consumer-groups) stackctl kafka-consumer-groups "$@" ;;
+    stop-tier) stackctl stop-tier ;;
+    status-tier) stackctl status-tier ;;
     help | -h | --help) usage ;;
     *) usage >&2; exit 2 ;;
   esac

@@ -15,13 +15,14 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from scripts.stackctl.components import stack_env
 from tests.support.service import manage, service_env
 
 from .loadgen import run_vegeta
 from .output import log
 from .results import Cell, MiB, Soak, busy_share
 from .server import Server, Setup
-from .stack import CollectorView, create_database, scrape, stack_env, truncate_records, with_database
+from .stack import CollectorView, create_database, scrape, truncate_records, with_database
 from .variants import VARIANTS, Endpoints, Variant, rotated
 from .workload import run_wrk
 

@@ -1,4 +1,4 @@
-"""The native stack as the benchmark sees it: its addresses (``scripts/stack.sh env``), the
+"""The native stack as the benchmark sees it (its addresses: scripts/stackctl/components.py): the
 collector's own metrics and span metrics, the benchmark's database on its PostgreSQL, and a
 closed loopback port for the collector-down variants. The benchmark never stops a component."""
 
@@ -13,20 +13,11 @@ import urllib.request
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+from scripts.stackctl.components import COLLECTOR_METRICS_PORT, COLLECTOR_PROM_PORT, HOST
 from tests.support.service import REPO
 
-COLLECTOR_METRICS = "http://127.0.0.1:8888/metrics"  # the collector's own metrics
-SPAN_METRICS = "http://127.0.0.1:8889/metrics"  # its Prometheus exporter (span-metrics connector)
-
-
-def stack_env() -> dict[str, str]:
-    """The stack's addresses, as ``scripts/stack.sh env`` prints them."""
-    output = subprocess.run(
-        ["bash", str(REPO / "scripts" / "stack.sh"), "env"], capture_output=True, text=True, timeout=60, check=False
-    ).stdout
-    found = dict(re.findall(r"^export (\w+)=(\S*)$", output, re.MULTILINE))
-    return {key: value.strip("'\"") for key, value in found.items()}
-
+COLLECTOR_METRICS = f"http://{HOST}:{COLLECTOR_METRICS_PORT}/metrics"  # the collector's own metrics
+SPAN_METRICS = f"http://{HOST}:{COLLECTOR_PROM_PORT}/metrics"  # its Prometheus exporter (span-metrics connector)
 
 def collector_binary() -> str:
     """The collector binary the stack runs (``scripts/stack.sh bin collector``), or ""."""

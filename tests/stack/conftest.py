@@ -9,11 +9,9 @@ file and the stack script itself. They do not need the stack to be running.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,6 +22,8 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+
+from tests.support.service import free_port, post_json
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_SH = ROOT / "scripts" / "stack.sh"
@@ -176,12 +176,6 @@ def compose() -> dict:
     return load_yaml(COMPOSE_FILE)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_http_ok(url: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -193,17 +187,6 @@ def wait_http_ok(url: str, timeout: float) -> bool:
             pass
         time.sleep(0.1)
     return False
-
-
-def post_json(url: str, payload: dict, timeout: float = 5) -> int:
-    req = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return resp.status
 
 
 class RunningCollector:

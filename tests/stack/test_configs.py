@@ -325,7 +325,7 @@ def test_scrub_removes_keys_from_logs_end_to_end(collector_bin, stack, tmp_path)
         ]
     }
     with stack.run_collector(collector_bin, tmp_path) as col:
-        assert stack.post_json(col.otlp_http + "/v1/logs", payload) == 200
+        assert stack.post_json(col.otlp_http + "/v1/logs", payload)[0] == 200
         assert stack.wait_for(lambda: col.sink.exists() and col.sink.stat().st_size > 0, timeout=15), col.output()
         text = col.sink.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -371,7 +371,7 @@ def test_scrub_removes_keys_from_spans_and_events(collector_bin, stack, tmp_path
     }
     env = {"OTEL_HCV_VENDOR_EXPORTER": "debug", "OTEL_HCV_DEBUG_VERBOSITY": "detailed"}
     with stack.run_collector(collector_bin, tmp_path, env) as col:
-        assert stack.post_json(col.otlp_http + "/v1/traces", payload) == 200
+        assert stack.post_json(col.otlp_http + "/v1/traces", payload)[0] == 200
         assert stack.wait_for(lambda: "SAFE-EVENT" in col.output(), timeout=15), col.output()
         out = col.output()
     assert "SAFE-ROUTE" in out and "SAFE-OUTCOME" in out
@@ -405,7 +405,7 @@ def test_spanmetrics_reach_prometheus_exporter(collector_bin, stack, tmp_path):
     }
 
     with stack.run_collector(collector_bin, tmp_path) as col:
-        assert stack.post_json(col.otlp_http + "/v1/traces", payload) == 200
+        assert stack.post_json(col.otlp_http + "/v1/traces", payload)[0] == 200
         url = f"http://127.0.0.1:{col.ports['prom']}/metrics"
 
         def scrape():
@@ -472,7 +472,7 @@ def test_vendor_forwarding_switch(collector_bin, stack, tmp_path, headers):
             ]
         }
         with stack.run_collector(collector_bin, tmp_path, env) as col:
-            assert stack.post_json(col.otlp_http + "/v1/logs", payload) == 200
+            assert stack.post_json(col.otlp_http + "/v1/logs", payload)[0] == 200
             got = stack.wait_for(lambda: [r for r in Handler.requests if r[0] == "/v1/logs"], timeout=15)
             assert got, col.output()
     finally:
@@ -520,7 +520,7 @@ def test_vendor_queue_survives_a_collector_sigkill(collector_bin, stack, tmp_pat
     markers = {"/v1/logs": b"queued-log-record", "/v1/metrics": b"queued_metric", "/v1/traces": b"queued-span"}
     with stack.run_collector(collector_bin, tmp_path, env) as col:
         for path, payload in payloads.items():
-            assert stack.post_json(col.otlp_http + path, payload) == 200
+            assert stack.post_json(col.otlp_http + path, payload)[0] == 200
         time.sleep(2)  # past the vendor queue's batch flush_timeout: a first attempt fails
         assert "connection refused" in col.output().lower(), col.output()[-3000:]
         col.proc.kill()  # SIGKILL: nothing is flushed

@@ -6,6 +6,16 @@ import os
 import re
 import subprocess
 
+from scripts.stackctl.components import (
+    MAX_GATEWAYS,
+    Settings,
+    cluster_components,
+    stack_components,
+    stack_env,
+    tier_components,
+)
+from tests.support.backends import STACK_VARIABLES
+
 
 def run(stack, *args, env_extra=None, timeout=60):
     env = dict(os.environ)
@@ -137,3 +147,23 @@ def test_status_clusters_on_empty_state_reports_stopped(stack, tmp_path):
         assert re.search(rf"^{member}\s+stopped", proc.stdout, re.M), proc.stdout
     assert re.search(r"^kafka-1\s+stopped\s+-\s+-\s+127\.0\.0\.1:29192 ", proc.stdout, re.M), proc.stdout
     assert "http://127.0.0.1:28028" in proc.stdout
+
+
+def test_env_prints_the_component_records(stack):
+    """`env` is the records' stack_env, and it names everything the tests read of it."""
+    extra = {"OTEL_HCV_STATE": "/srv/x", "OTEL_HCV_REDIS_PORT": "6001"}
+    proc = run(stack, "env", env_extra=extra)
+    exports = dict(re.findall(r"^export (\w+)=(.*)$", proc.stdout, re.M))
+    assert exports == stack_env(Settings.from_environ({**os.environ, **extra}))
+    assert exports["HCV_REDIS_URL"] == "redis://127.0.0.1:6001/0"
+    assert set(STACK_VARIABLES) <= set(exports)
+
+
+def test_no_two_components_share_a_port():
+    settings = Settings.from_environ({})
+    for mode in ("direct", "kafka"):
+        tier = tier_components(settings, MAX_GATEWAYS, mode)
+        every = stack_components(settings) + tier + cluster_components(settings)
+        ports = [port for c in every for port in c.ports.values()]
+        assert len(ports) == len(set(ports)), mode
+        assert len({c.name for c in every}) == len(every)

@@ -15,20 +15,13 @@ import urllib.request
 import pytest
 
 from otel_hcv.receiver import OtlpReceiver
+from scripts.stackctl.components import MAX_GATEWAYS, TIER_ROLES, stack_ports, tier_port
 
 RESOLVERS = ("static", "dns")
 RESOLVER_SLOT = "load_balancing/${env:OTEL_HCV_GATEWAY_RESOLVER:-static}"
-# The single collector's and Jaeger's fixed ports (docs/stack.md): the tier must not use them.
-STACK_PORTS = {4317, 4318, 8888, 8889, 13133, 55679, 14317, 14318, 14133, 14269, 16685, 16686, 9090, 55432, 56379}
-
-
-def script_setting(stack, name: str) -> int:
-    return int(re.search(rf"^{name}=(\d+)$", stack.STACK_SH.read_text(), re.M).group(1))
-
-
-def tier_port(stack, k: int, suffix: int) -> int:
-    """Port `suffix` of tier member k (agent 0, gateway-i i) in scripts/stack.sh's scheme."""
-    return script_setting(stack, "TIER_PORT_BASE") + 100 * k + suffix
+# The stack's ports (its component records) and the collector's and Jaeger's ports that the
+# records do not list (zpages, Jaeger's admin and gRPC query ports): the tier must not use them.
+STACK_PORTS = stack_ports() | {55679, 14269, 16685}
 
 
 def defaults(stack, value) -> str:
@@ -114,7 +107,7 @@ def test_agent_load_balancing(agent_config, stack):
     assert set(static["resolver"]) == {"static"} and set(dns["resolver"]) == {"dns"}
     # Default static list: gateway-1 and gateway-2 of `scripts/stack.sh start-tier`.
     hostnames = defaults(stack, static["resolver"]["static"]["hostnames"])
-    assert hostnames == f"[127.0.0.1:{tier_port(stack, 1, 17)}, 127.0.0.1:{tier_port(stack, 2, 17)}]"
+    assert hostnames == f"[127.0.0.1:{tier_port(1, 'otlp_grpc')}, 127.0.0.1:{tier_port(2, 'otlp_grpc')}]"
     dns_cfg = dns["resolver"]["dns"]
     for key in ("hostname", "port", "interval"):
         assert "${env:OTEL_HCV_GATEWAYS_DNS_" in str(dns_cfg[key]), key
@@ -188,31 +181,31 @@ def _tier_ports(stack, cfg: dict) -> dict[str, int]:
 
 def test_default_ports_follow_the_stack_script(stack, agent_config, gateway_config):
     """Defaults = agent and gateway-1 of `start-tier`; nothing collides with the default stack."""
-    suffix = {"grpc": 17, "http": 18, "health": 33, "telemetry": 88, "prometheus": 89}
+    role = {"grpc": "otlp_grpc", "http": "otlp_http", "health": "health", "telemetry": "own_metrics",
+            "prometheus": "prometheus"}  # fmt: skip
     agent = _tier_ports(stack, agent_config)
     gateway = _tier_ports(stack, gateway_config)
-    assert agent == {k: tier_port(stack, 0, suffix[k]) for k in agent}
-    assert gateway == {k: tier_port(stack, 1, suffix[k]) for k in gateway}
-    assert set(gateway) == set(suffix)
-    max_gateways = script_setting(stack, "MAX_GATEWAYS")
-    all_tier = {tier_port(stack, k, s) for k in range(max_gateways + 1) for s in suffix.values()}
-    assert len(all_tier) == (max_gateways + 1) * len(suffix)
+    assert agent == {k: tier_port(0, role[k]) for k in agent}
+    assert gateway == {k: tier_port(1, role[k]) for k in gateway}
+    assert set(gateway) == set(role)
+    assert set(role.values()) == set(TIER_ROLES)
+    all_tier = {tier_port(k, r) for k in range(MAX_GATEWAYS + 1) for r in TIER_ROLES}
+    assert len(all_tier) == (MAX_GATEWAYS + 1) * len(TIER_ROLES)
     assert not all_tier & STACK_PORTS
     assert all(p < 32768 for p in all_tier), "stay below the ephemeral port range"
     # Metrics and logs of the loopback tier go to gateway-1's OTLP/HTTP port.
     endpoint = defaults(stack, agent_config["exporters"]["otlp_http/gateway"]["endpoint"])
-    assert endpoint == f"http://127.0.0.1:{tier_port(stack, 1, 18)}"
+    assert endpoint == f"http://127.0.0.1:{tier_port(1, 'otlp_http')}"
 
 
 def test_prometheus_scrapes_the_tier(stack):
     cfg = stack.load_yaml(stack.PROM_DIR / "prometheus.yml")
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
     targets = {name: [t for sc in j["static_configs"] for t in sc["targets"]] for name, j in jobs.items()}
-    max_gateways = script_setting(stack, "MAX_GATEWAYS")
-    gateways = range(1, max_gateways + 1)
-    assert targets["otel-gateway-exporter"] == [f"127.0.0.1:{tier_port(stack, i, 89)}" for i in gateways]
+    gateways = range(1, MAX_GATEWAYS + 1)
+    assert targets["otel-gateway-exporter"] == [f"127.0.0.1:{tier_port(i, 'prometheus')}" for i in gateways]
     assert jobs["otel-gateway-exporter"]["honor_labels"] is True
-    assert targets["otel-tier"] == [f"127.0.0.1:{tier_port(stack, k, 88)}" for k in range(max_gateways + 1)]
+    assert targets["otel-tier"] == [f"127.0.0.1:{tier_port(k, 'own_metrics')}" for k in range(MAX_GATEWAYS + 1)]
     # Not under job="otel-collector": the single collector's "down" alert must not fire for the tier.
     assert not {t for t in targets["otel-collector"]} & set(targets["otel-tier"])
 
@@ -303,7 +296,7 @@ def test_tier_samples_by_outcome_and_counts_every_span(collector_bin, stack, tmp
                 }
             ]
         }
-        assert stack.post_json(f"http://127.0.0.1:{agent_ports['http']}/v1/traces", payload) == 200
+        assert stack.post_json(f"http://127.0.0.1:{agent_ports['http']}/v1/traces", payload)[0] == 200
 
         def exported() -> dict[str, dict]:
             traces: dict[str, dict] = {}

@@ -16,12 +16,14 @@ import pytest
 
 T = TypeVar("T")
 
+# What the tests need of `scripts/stack.sh env` (scripts/stackctl/components.py: stack_env).
 STACK_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "JAEGER_QUERY_URL", "PROMETHEUS_URL", "COLLECTOR_LOG_SINK",
                    "HCV_DATABASE_URL", "HCV_REDIS_URL")  # fmt: skip
 
 
 def stack_env() -> dict[str, str]:
-    """The stack's addresses, as `scripts/stack.sh env` exports them for the test run."""
+    """The stack's addresses as the test run has them exported (`eval "$(scripts/stack.sh env)"`):
+    a run is pointed at its stack explicitly, never at whatever the defaults would name."""
     missing = [name for name in STACK_VARIABLES if not os.environ.get(name)]
     if missing:
         pytest.fail(
@@ -104,13 +106,19 @@ class Jaeger:
         return get_json(f"{self.url}/api/traces?{query}")["data"]
 
 
+def prometheus_query(base: str, promql: str, timeout: float = 10.0, **params: str) -> dict[str, Any]:
+    """The whole answer (status, data) of an instant query to a Prometheus-compatible API
+    (Prometheus, VictoriaMetrics, vmauth); ``params`` are added to the query string."""
+    query = urllib.parse.urlencode({"query": promql, **params})
+    return get_json(f"{base.rstrip('/')}/api/v1/query?{query}", timeout)
+
+
 class Prometheus:
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
 
     def query(self, promql: str) -> list[dict[str, Any]]:
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-        return get_json(url)["data"]["result"]
+        return prometheus_query(self.url, promql)["data"]["result"]
 
     def value(self, promql: str) -> float | None:
         result = self.query(promql)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "example"
@@ -19,9 +21,10 @@ BIN = Path(sys.executable).parent
 TEST_PSEUDONYM_KEY = "integration-test-pseudonym-key"
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that nothing listens on now (the kernel's choice; free until someone binds it)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -117,13 +120,25 @@ def instrumented_runserver(port: int, *, noreload: bool = True) -> list[str]:
     return [*command, "--noreload"] if noreload else command
 
 
-def post_json(url: str, body: bytes | str, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
-    data = body.encode() if isinstance(body, str) else body
+def post_json(
+    url: str,
+    body: bytes | str | Mapping[str, Any] | list[Any],
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, bytes]:
+    """POST a JSON body (encoded here unless it is bytes or str); the answer's status and body,
+    an error status included."""
+    if isinstance(body, str):
+        data = body.encode()
+    elif isinstance(body, bytes):
+        data = body
+    else:
+        data = json.dumps(body).encode()
     request = urllib.request.Request(
         url, data=data, method="POST", headers={"Content-Type": "application/json", **(headers or {})}
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()

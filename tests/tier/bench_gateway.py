@@ -40,7 +40,8 @@ import threading
 import time
 from pathlib import Path
 
-from tests.tier.helpers import GATEWAY_CONFIG, free_port, metric_sum, scrape, stack_sh, wait_healthy
+from tests.support.service import free_port
+from tests.tier.helpers import GATEWAY_CONFIG, metric_sum, scrape, stack_sh, wait_healthy
 from tests.tier.traffic import SPANS_PER_TRACE, OtlpHttpSender, make_traces, requests_for
 
 

@@ -10,9 +10,7 @@ again, also when a test fails.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -35,14 +33,6 @@ def stack_sh(*args: str, env: dict[str, str] | None = None, timeout: float = 120
     return subprocess.run(
         ["bash", str(STACK_SH), *args], capture_output=True, text=True, timeout=timeout, env=env or dict(os.environ)
     )
-
-
-def post_json(url: str, payload: dict, timeout: float = 10) -> int:
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return response.status
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -75,12 +65,6 @@ def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in rest for k, v in labels.items()):
             total += value
     return total
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def port_free(host: str, port: int) -> bool:
@@ -203,11 +187,3 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30) -> bool:
             return True
         time.sleep(0.1)
     return False
-
-
-def tier_ports_from_script() -> tuple[int, int]:
-    """(TIER_PORT_BASE, MAX_GATEWAYS) as scripts/stack.sh defines them."""
-    text = STACK_SH.read_text()
-    base = int(re.search(r"^TIER_PORT_BASE=(\d+)$", text, re.M).group(1))
-    max_gateways = int(re.search(r"^MAX_GATEWAYS=(\d+)$", text, re.M).group(1))
-    return base, max_gateways

@@ -36,19 +36,19 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from tests.support.backends import get_json
-from tests.tier.helpers import Backends, StoredTrace, stack_sh, stored_traces, tier_ports_from_script
+from scripts.stackctl.components import GATEWAY_GROUP, HOST, VMALERT_PORT, VMAUTH_PORT, Settings, tier_port, vm_port
+from tests.support.backends import get_json, prometheus_query
+from tests.tier.helpers import Backends, StoredTrace, stack_sh, stored_traces
 from tests.tier.traffic import SPANS_PER_TRACE, OtlpHttpSender, make_traces, requests_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-STATE = Path(os.environ.get("OTEL_HCV_STATE", "/tmp/otel-hcv-stack"))
-TIER_BASE, _ = tier_ports_from_script()
-AGENT_OTLP_HTTP = f"http://127.0.0.1:{TIER_BASE + 18}"
-GROUP = "otel-hcv-gateways"
-VM_NODES = {"victoriametrics-1": "http://127.0.0.1:28128", "victoriametrics-2": "http://127.0.0.1:28228"}
-VMAUTH = "http://127.0.0.1:28028"
-VMALERT = "http://127.0.0.1:28088"
+STATE = Settings.from_environ().state
+AGENT_OTLP_HTTP = f"http://{HOST}:{tier_port('agent', 'otlp_http')}"
+GROUP = GATEWAY_GROUP
+VM_NODES = {f"victoriametrics-{i}": f"http://{HOST}:{vm_port(i)}" for i in range(1, 3)}
+VMAUTH = f"http://{HOST}:{VMAUTH_PORT}"
+VMALERT = f"http://{HOST}:{VMALERT_PORT}"
 
 BURST_TRACES = 8000
 STEADY_TRACES_PER_S = 150
@@ -103,7 +103,7 @@ def wait_for_drain(timeout: float) -> float:
 def gateways_consumed_spans() -> float:
     """Spans the gateways' Kafka receivers took, by their own counters."""
     total = 0.0
-    for port in (TIER_BASE + 188, TIER_BASE + 288):
+    for port in (tier_port(1, "own_metrics"), tier_port(2, "own_metrics")):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             for line in response.read().decode().splitlines():
                 if line.startswith("otelcol_receiver_accepted_spans{") and 'receiver="kafka"' in line:
@@ -355,12 +355,6 @@ def metrics_request(run: str, i: int, ts_ns: int, name: str = "hcv.cluster.load"
     ).SerializeToString()
 
 
-def prom_query(base: str, promql: str, timeout: float = 5) -> dict:
-    url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': promql, 'nocache': '1'})}"
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
 def rows_inserted(node: str) -> float:
     with urllib.request.urlopen(f"{node}/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -431,7 +425,7 @@ def metrics_run(kafka_run, gateway_kill_run, kafka_tier) -> MetricsRun:
         nonlocal answers
         while not stop.is_set():
             try:
-                body = prom_query(VMAUTH, probe)
+                body = prometheus_query(VMAUTH, probe, timeout=5, nocache="1")
                 if body.get("status") == "success":
                     answers += 1
                 else:
@@ -509,7 +503,7 @@ def test_nothing_accepted_is_lost(metrics_run: MetricsRun):
 
 def test_load_series_arrive_complete_on_the_survivor(metrics_run: MetricsRun):
     promql = f'sum(count_over_time(hcv_cluster_load{{job="{metrics_run.run}"}}[15m]))'
-    result = prom_query(VM_NODES["victoriametrics-2"], promql)["data"]["result"]
+    result = prometheus_query(VM_NODES["victoriametrics-2"], promql, timeout=5, nocache="1")["data"]["result"]
     assert float(result[0]["value"][1]) == metrics_run.accepted * LOAD_SERIES
     assert metrics_run.ingestion_rate > 0
     assert metrics_run.burst_rate > metrics_run.ingestion_rate
@@ -541,7 +535,7 @@ def test_dashboard_queries_run_against_victoriametrics(kafka_run: KafkaRun, metr
     with_series = 0
     for dashboard, title, expr in panel_queries():
         promql = concrete(expr, kafka_run.service)
-        body = prom_query(VMAUTH, promql, timeout=10)
+        body = prometheus_query(VMAUTH, promql, timeout=10, nocache="1")
         assert body["status"] == "success", (dashboard, title, promql, body)
         with_series += bool(body["data"]["result"])
     report(f"dashboards: {len(panel_queries())} queries ran on VictoriaMetrics, {with_series} returned series "

@@ -28,23 +28,22 @@ from pathlib import Path
 
 import pytest
 
+from scripts.stackctl.components import tier_port
 from tests.support.backends import log_sink_records
+from tests.support.service import free_port, post_json
 from tests.tier.helpers import (
     AGENT_CONFIG,
     GATEWAY_CONFIG,
     Backends,
     StoredTrace,
-    free_port,
     http_ok,
     metric_sum,
     port_free,
-    post_json,
     processes,
     prometheus_scrape_urls,
     scrape,
     stack_sh,
     stored_traces,
-    tier_ports_from_script,
     wait_healthy,
     wait_until_stable,
 )
@@ -62,8 +61,7 @@ SLOW_MS = 1500
 # Binomial tolerance on the kept share of the normal traces: Z standard deviations.
 Z = 4.0
 
-TIER_BASE, MAX_GATEWAYS = tier_ports_from_script()
-AGENT_OTLP_HTTP = f"http://127.0.0.1:{TIER_BASE + 18}"
+AGENT_OTLP_HTTP = f"http://127.0.0.1:{tier_port('agent', 'otlp_http')}"
 PROBE_VALUE = 7
 
 
@@ -90,7 +88,7 @@ class HealthyRun:
 @pytest.fixture(scope="module")
 def healthy_run(backends: Backends, collector_bin) -> HealthyRun:
     scraped = prometheus_scrape_urls(backends.prometheus, "otel-gateway-exporter")
-    wanted = {f"http://127.0.0.1:{TIER_BASE + 100 * i + 89}/metrics" for i in (1, 2)}
+    wanted = {f"http://127.0.0.1:{tier_port(i, 'prometheus')}/metrics" for i in (1, 2)}
     if not wanted <= scraped:
         pytest.fail(
             "Prometheus does not scrape the tier's gateways (it was started with an older "
@@ -99,7 +97,7 @@ def healthy_run(backends: Backends, collector_bin) -> HealthyRun:
     status = stack_sh("status-tier")
     if " running " in status.stdout:
         pytest.fail("an agent/gateway tier is already running: scripts/stack.sh stop-tier first\n" + status.stdout)
-    busy = [p for p in (TIER_BASE + 17, TIER_BASE + 117, TIER_BASE + 217) if not port_free("127.0.0.1", p)]
+    busy = [p for p in (tier_port(k, "otlp_grpc") for k in (0, 1, 2)) if not port_free("127.0.0.1", p)]
     if busy:
         pytest.fail(f"tier ports already in use by another process: {busy}")
 
@@ -123,10 +121,10 @@ def healthy_run(backends: Backends, collector_bin) -> HealthyRun:
         metric = {"name": "hcv.tier.probe", "sum": {"aggregationTemporality": 2, "isMonotonic": True,
                                                     "dataPoints": [point]}}  # fmt: skip
         assert post_json(f"{AGENT_OTLP_HTTP}/v1/metrics", {"resourceMetrics": [
-            {"resource": resource, "scopeMetrics": [{"metrics": [metric]}]}]}) == 200  # fmt: skip
+            {"resource": resource, "scopeMetrics": [{"metrics": [metric]}]}]})[0] == 200  # fmt: skip
         record = {"timeUnixNano": now, "body": {"stringValue": f"tier probe {service}"}}
         assert post_json(f"{AGENT_OTLP_HTTP}/v1/logs", {"resourceLogs": [
-            {"resource": resource, "scopeLogs": [{"logRecords": [record]}]}]}) == 200  # fmt: skip
+            {"resource": resource, "scopeLogs": [{"logRecords": [record]}]}]})[0] == 200  # fmt: skip
 
         sender = OtlpHttpSender(AGENT_OTLP_HTTP)
         t0 = time.monotonic()
@@ -170,8 +168,8 @@ def healthy_run(backends: Backends, collector_bin) -> HealthyRun:
         probe_metric = backends.prometheus.query(f'hcv_tier_probe_total{{job="{service}"}}')
         sink = Path(os.environ.get("OTEL_HCV_STATE", "/tmp/otel-hcv-stack")) / "tier" / "gateway-1" / "logs.jsonl"
         probe_logs = [r for r in log_sink_records(sink) if r["body"].get("stringValue") == f"tier probe {service}"]
-        telemetry = {f"gateway-{i}": scrape(f"http://127.0.0.1:{TIER_BASE + 100 * i + 88}/metrics") for i in (1, 2)}
-        telemetry["agent"] = scrape(f"http://127.0.0.1:{TIER_BASE + 88}/metrics")
+        telemetry = {f"gateway-{i}": scrape(f"http://127.0.0.1:{tier_port(i, 'own_metrics')}/metrics") for i in (1, 2)}
+        telemetry["agent"] = scrape(f"http://127.0.0.1:{tier_port('agent', 'own_metrics')}/metrics")
     finally:
         stopped = stack_sh("stop-tier")
         assert stopped.returncode == 0, stopped.stderr
