@@ -110,7 +110,7 @@ VARIANTS: dict[str, Variant] = {
             "plain opentelemetry-instrument: OTEL_PYTHON_DISTRO=distro, OTEL_PYTHON_CONFIGURATOR=configurator, "
             "OTLP over http/protobuf to the collector (upstream's own default would be gRPC), settings as in "
             "baseline (no otel_hcv app, middleware or JSON logging; the view's track_api_metrics and "
-            "trace_diagnosis still add their two spans and four measurements through the upstream SDK)",
+            "trace_diagnosis still add their two spans, two measurements and two counts through the upstream SDK)",
             instrument=True,
             env=_UPSTREAM,
             # Upstream's Django instrumentor reads the settings when the launcher starts.
