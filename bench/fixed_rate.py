@@ -40,7 +40,7 @@ from bench.harness.options import (  # noqa: E402
     check_variants,
     comma_list,
 )
-from bench.harness.variants import SHAPES, VARIANTS, Endpoints  # noqa: E402
+from bench.harness.variants import SHAPES, Endpoints  # noqa: E402
 
 SCRIPT = "bench/fixed_rate.py"
 
@@ -119,7 +119,7 @@ def sqlite_setup(run_id: str, workdir: Path, endpoints: Endpoints, shapes: Seque
 
 def render(args: argparse.Namespace, cells, command: str, started: float, state: str, received: dict) -> str:
     from bench.harness.output import markers
-    from bench.harness.reporting import fixed_rate_lines, fmt, ratio_text
+    from bench.harness.reporting import fixed_rate_lines, fmt, measured, ratio_text
     from bench.harness.results import summarise
 
     summaries = summarise(cells, args.baseline)
@@ -139,17 +139,13 @@ def render(args: argparse.Namespace, cells, command: str, started: float, state:
         "| shape | variant | req/s | x baseline | p50 ms | x baseline | p99 ms | x baseline | spans received |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for shape in SHAPES:
-        for name in VARIANTS:
-            summary = summaries.get((shape, name))
-            if summary is None:
-                continue
-            spans = received.get((shape, name))
-            lines.append(
-                f"| {shape} | {name} | {fmt(summary.rps, 0)} | {ratio_text(summary.rps_ratio)} | "
-                f"{fmt(summary.p50_ms)} | {ratio_text(summary.p50_ratio)} | {fmt(summary.p99_ms)} | "
-                f"{ratio_text(summary.p99_ratio)} | {'—' if spans is None else f'{spans:,}'} |"
-            )
+    for shape, name, summary in measured(summaries):
+        spans = received.get((shape, name))
+        lines.append(
+            f"| {shape} | {name} | {fmt(summary.rps, 0)} | {ratio_text(summary.rps_ratio)} | "
+            f"{fmt(summary.p50_ms)} | {ratio_text(summary.p50_ratio)} | {fmt(summary.p99_ms)} | "
+            f"{ratio_text(summary.p99_ratio)} | {'—' if spans is None else f'{spans:,}'} |"
+        )
     lines += ["", f"### At {args.rate:g} requests/s (vegeta, open-loop)", ""]
     lines += fixed_rate_lines(cells, args.baseline, args.rate, args.duration)
     problems = sorted({f"{c.shape}/{c.variant}: {p}" for c in cells for p in c.problems})

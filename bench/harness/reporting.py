@@ -9,9 +9,9 @@ import datetime
 import os
 import platform
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
@@ -31,6 +31,8 @@ from .results import (
 from .stack import CollectorView, collector_binary
 from .variants import SHAPES, VARIANTS
 
+T = TypeVar("T")
+
 
 def tool_version(command: Sequence[str]) -> str:
     try:
@@ -38,6 +40,16 @@ def tool_version(command: Sequence[str]) -> str:
     except OSError:
         return "not found"
     return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else "?"
+
+
+def measured(summaries: Mapping[tuple[str, str], T]) -> Iterator[tuple[str, str, T]]:
+    """``(shape, variant, summary)`` for every cell that was measured, in table order
+    (shapes, then variants as they are declared)."""
+    for shape in SHAPES:
+        for name in VARIANTS:
+            summary = summaries.get((shape, name))
+            if summary is not None:
+                yield shape, name, summary
 
 
 def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
@@ -199,17 +211,13 @@ def render(
         "x baseline | others on core |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for shape in SHAPES:
-        for name in VARIANTS:
-            summary = summaries.get((shape, name))
-            if summary is None:
-                continue
-            lines.append(
-                f"| {shape} | {name}{' (extra)' if VARIANTS[name].extra else ''} | {fmt(summary.rps, 0)} | "
-                f"{ratio_text(summary.rps_ratio)} | {fmt(summary.p50_ms)} | {ratio_text(summary.p50_ratio)} | "
-                f"{fmt(summary.p99_ms)} | {ratio_text(summary.p99_ratio)} | {fmt(summary.cpu_us, 0)} | "
-                f"{ratio_text(summary.cpu_ratio)} | {fmt((summary.others or 0) * 100, 0, '%')} |"
-            )
+    for shape, name, summary in measured(summaries):
+        lines.append(
+            f"| {shape} | {name}{' (extra)' if VARIANTS[name].extra else ''} | {fmt(summary.rps, 0)} | "
+            f"{ratio_text(summary.rps_ratio)} | {fmt(summary.p50_ms)} | {ratio_text(summary.p50_ratio)} | "
+            f"{fmt(summary.p99_ms)} | {ratio_text(summary.p99_ratio)} | {fmt(summary.cpu_us, 0)} | "
+            f"{ratio_text(summary.cpu_ratio)} | {fmt((summary.others or 0) * 100, 0, '%')} |"
+        )
     if getattr(args, "rate", 0):
         lines += ["", f"### At a fixed rate of {args.rate:g} requests/s (vegeta)", ""]
         lines += fixed_rate_lines(cells, args.baseline, args.rate, args.duration)
@@ -274,16 +282,12 @@ def fixed_rate_lines(cells: Sequence[Cell], baseline: str, rate: float, seconds:
         "| shape | variant | p50 ms | x baseline | p99 ms | x baseline | max ms | achieved req/s | successful |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for shape in SHAPES:
-        for name in VARIANTS:
-            summary = summaries.get((shape, name))
-            if summary is None:
-                continue
-            lines.append(
-                f"| {shape} | {name} | {fmt(summary.p50_ms)} | {ratio_text(summary.p50_ratio)} | "
-                f"{fmt(summary.p99_ms)} | {ratio_text(summary.p99_ratio)} | {fmt(summary.max_ms, 1)} | "
-                f"{fmt(summary.throughput, 0)} | {fmt((summary.success or 0) * 100, 1, '%')} |"
-            )
+    for shape, name, summary in measured(summaries):
+        lines.append(
+            f"| {shape} | {name} | {fmt(summary.p50_ms)} | {ratio_text(summary.p50_ratio)} | "
+            f"{fmt(summary.p99_ms)} | {ratio_text(summary.p99_ratio)} | {fmt(summary.max_ms, 1)} | "
+            f"{fmt(summary.throughput, 0)} | {fmt((summary.success or 0) * 100, 1, '%')} |"
+        )
     for shape in SHAPES:
         hcv = summaries.get((shape, "hcv"))
         ratio = median(hcv.p99_ratio) if hcv else None
