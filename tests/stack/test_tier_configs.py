@@ -326,7 +326,15 @@ def test_tier_samples_by_outcome_and_counts_every_span(collector_bin, stack, tmp
                             total += float(line.rsplit(" ", 1)[1])
             return total
 
-        calls = stack.wait_for(lambda: server_calls() == 30 and 30, timeout=20, interval=0.5)
+        # The span metrics connector flushes every 5 s; on a loaded machine the gateways can take
+        # several flushes to count everything. The last count read is kept for the message.
+        counted: list[float] = []
+
+        def all_counted() -> bool:
+            counted.append(server_calls())
+            return counted[-1] == 30
+
+        calls = 30 if stack.wait_for(all_counted, timeout=45, interval=0.5) else counted[-1]
     finally:
         for p in procs:
             p.terminate()
@@ -342,4 +350,4 @@ def test_tier_samples_by_outcome_and_counts_every_span(collector_bin, stack, tmp
         assert len(t["spans"]) == 2, trace_id
         assert len(t["gateways"]) == 1 and t["gateways"] <= {"gw-1", "gw-2"}, t
     # Span metrics count every request, kept or not.
-    assert calls == 30
+    assert calls == 30, f"the gateways' span metrics counted {calls} server calls"
