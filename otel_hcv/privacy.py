@@ -176,6 +176,10 @@ class Rules:
     screened: dict[tuple[str, bool], str] = field(default_factory=dict, compare=False, repr=False)
 
     safe_logger_names: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+    # Span and event attributes already screened: most (method, route, status, endpoint, model
+    # version, category) repeat on every request. Keyed by the value's type too: True, 1 and 1.0
+    # are equal as dictionary keys but not as attributes.
+    attributes: dict[tuple[str, type, Any], Any] = field(default_factory=dict, compare=False, repr=False)
 
     def is_safe_logger(self, name: str) -> bool:
         answer = self.safe_logger_names.get(name)
@@ -653,13 +657,31 @@ def _interpolate(template: str, args: Any, rules: Rules, safe: bool) -> str:
 DROP = object()  # an attribute that must not be exported at all
 
 
+_MEMO_TYPES = frozenset({str, bool, int, float})
+
+
 def safe_attribute(key: str, value: Any, settings: conf.Settings) -> Any:
     """One attribute's value as it may leave, or :data:`DROP`. Never raises."""
     try:
-        return _attribute(key, value, rules_for(settings))
+        rules = rules_for(settings)
+        kind = value.__class__
+        if kind not in _MEMO_TYPES or (kind is str and len(value) > SCREENED_MEMO_TEXT_LENGTH):
+            return _attribute(key, value, rules)
+        memo_key = (key, kind, value)
+        memo = rules.attributes
+        safe = memo.get(memo_key, _NOT_SCREENED)
+        if safe is _NOT_SCREENED:
+            safe = _attribute(key, value, rules)
+            if len(memo) >= SCREENED_MEMO_ENTRIES:
+                memo.clear()  # a flood of distinct values (ids): start over rather than grow
+            memo[memo_key] = safe
+        return safe
     except Exception:
         accounting.count_dropped("traces", "redaction_failed")
         return REDACTED
+
+
+_NOT_SCREENED = object()
 
 
 def _attribute(key: str, value: Any, rules: Rules) -> Any:

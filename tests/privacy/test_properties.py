@@ -109,6 +109,34 @@ def test_sensitive_key_spellings_are_redacted_as_attributes(key, value):
     assert privacy.safe_attribute(key, str(value), SETTINGS) == privacy.REDACTED
 
 
+attribute_keys = sensitive_keys() | neutral_keys | st.sampled_from(
+    ["http.route", "url.path", "client.address", "enduser.id", "hcv.endpoint", "exception.type", "db.statement"]
+)
+scalars = st.one_of(
+    st.booleans(), st.integers(-2, 2), st.sampled_from([0.0, 1.0, -1.0]), canaries, canaries.map(str),
+    st.text(max_size=40), st.sampled_from(["1", "True", "/api/x/?alb=40.1"]),
+)  # fmt: skip
+
+
+@COMMON
+@given(attribute_keys, st.lists(scalars, min_size=1, max_size=6))
+def test_remembered_attribute_screening_is_the_same_as_screening_afresh(key, values):
+    # Screened attributes are remembered by key, type and value; True, 1 and 1.0 are one
+    # dictionary key, so the type must keep them apart, in whatever order they come.
+    rules = privacy.rules_for(SETTINGS)
+    for value in values * 2:
+        remembered = privacy.safe_attribute(key, value, SETTINGS)
+        afresh = privacy._attribute(key, value, rules)
+        assert (type(remembered), remembered) == (type(afresh), afresh), (key, value)
+
+
+def test_remembered_attribute_screening_stays_bounded():
+    rules = privacy.rules_for(SETTINGS)
+    for number in range(privacy.SCREENED_MEMO_ENTRIES * 2 + 10):
+        privacy.safe_attribute("hcv.request.id", f"{number:032x}", SETTINGS)
+    assert 0 < len(rules.attributes) <= privacy.SCREENED_MEMO_ENTRIES
+
+
 separators = st.sampled_from(["=", ": ", " => ", " of ", " (g/L): ", ":", " = ", "\t", " is ", "=[", ": ["])
 
 
