@@ -451,7 +451,7 @@ def target_lines(
     def verdict(ok: bool | None) -> str:
         return "n/a" if ok is None else ("PASS" if ok else "**FAIL**")
 
-    for shape, minimum in (("bare", 0.85), ("realistic", 0.95)):
+    for shape, minimum in (("bare", 0.80), ("realistic", 0.95)):  # issue 18's targets
         if shape not in args.shape_list:
             continue
         summary = summaries.get((shape, "hcv"))

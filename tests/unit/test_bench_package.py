@@ -167,11 +167,11 @@ def test_targets_pass_and_fail_on_the_issue_limits() -> None:
     ]
     lines = target_lines(summarise(cells, "baseline"), [], target_args())
     throughput, p99, down = lines[2], lines[3], lines[4]
-    assert throughput.startswith("| bare: hcv throughput ≥ 0.85 x baseline | 0.86 |") and "PASS" in throughput
+    assert throughput.startswith("| bare: hcv throughput ≥ 0.80 x baseline | 0.86 |") and "PASS" in throughput
     assert "| 1.90 |" in p99 and "PASS" in p99
     assert down.startswith("| bare: collector down no worse than up") and "**FAIL**" in down
 
-    slower = [cell("baseline", 1, 100, 10_000, 1000), cell("hcv", 1, 84, 21_000, 1100)]
+    slower = [cell("baseline", 1, 100, 10_000, 1000), cell("hcv", 1, 79, 21_000, 1100)]
     lines = target_lines(summarise(slower, "baseline"), [], target_args())
     assert "**FAIL**" in lines[2] and "**FAIL**" in lines[3]
 
