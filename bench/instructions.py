@@ -7,9 +7,13 @@ figure to compare code changes by. This script serves ``POST /api/diagnose/`` in
 test client, no HTTP server) under ``valgrind --tool=callgrind`` twice per variant, with
 ``--low`` and with ``--high`` requests after the same warm-up, and divides the difference in
 instructions by the difference in requests: start-up and warm-up cancel out. Export threads,
-the health refresher and the garbage collector count too. Timer-driven work (the metric export
-every 60 s, the health checks) runs about 50 times less often per request than in real time,
-because callgrind slows the process down that much.
+the health refresher and the garbage collector count too.
+
+Callgrind slows the process down about 50 times, so work on a timer (the metric export every
+60 s, the health checks every 10 s, a batch exported when its delay runs out rather than when it
+is full) would fall on each request 50 times as often as in real time. The measured process
+runs with those intervals multiplied by ``--timer-scale`` (default 50), so that timed work costs
+each request what it costs in real time; ``--timer-scale 1`` keeps the configured intervals.
 
 Variants are bench/overhead.py's (``--list-variants``: ``baseline``, ``upstream``, ``hcv``, ...): the
 same environment and settings, with ``opentelemetry-instrument`` replaced by its in-process
@@ -83,7 +87,16 @@ def child(mode_json: str) -> None:
         response = client.post("/api/diagnose/", BODY, content_type="application/json")
         if response.status_code != 200:
             raise SystemExit(f"POST /api/diagnose/ answered {response.status_code}: {response.content[:300]!r}")
-    # Exit without the providers' shutdown: the export at exit is not per-request work.
+    if mode["instrument"]:
+        # Every span and log record of the run exported, in both runs: the partial batch left at
+        # the end cancels out, where without the flush a run would count only its full batches.
+        from opentelemetry import _logs, trace
+
+        for provider in (trace.get_tracer_provider(), _logs.get_logger_provider()):
+            flush = getattr(provider, "force_flush", None)
+            if flush is not None:
+                flush()
+    # Exit without the providers' shutdown (the metric export at exit is not per-request work).
     os._exit(0)
 
 
@@ -105,12 +118,29 @@ def measure(name: str, requests: int, warmup: int, env: dict[str, str], instrume
     return int(found.group(1))
 
 
-def variant_env(name: str, database: Path, endpoints: Endpoints) -> tuple[dict[str, str], bool]:
+# Timed work of the measured process, with the SDK's and otel-hcv's default intervals.
+TIMER_VARIABLES = {
+    "OTEL_METRIC_EXPORT_INTERVAL": 60_000.0,  # ms
+    "OTEL_BSP_SCHEDULE_DELAY": 5_000.0,  # ms
+    "OTEL_BLRP_SCHEDULE_DELAY": 1_000.0,  # ms
+    "HCV_HEALTH_CACHE_SECONDS": 10.0,  # s, the health refresher's period
+}
+
+
+def stretched_timers(env: dict[str, str], scale: float) -> dict[str, str]:
+    """The variables of :data:`TIMER_VARIABLES`, each the variant's (or the default) times ``scale``."""
+    return {name: f"{float(env.get(name, default)) * scale:.0f}" for name, default in TIMER_VARIABLES.items()}
+
+
+def variant_env(
+    name: str, database: Path, endpoints: Endpoints, timer_scale: float = 1.0
+) -> tuple[dict[str, str], bool]:
     """The environment of a measured process of variant ``name``, and whether it is instrumented."""
     from tests.support.service import service_env
 
     variant = VARIANTS[name]
     env = service_env(variant.environment(endpoints), database)
+    env.update(stretched_timers(env, timer_scale))
     env.update(
         DJANGO_SETTINGS_MODULE=variant.settings_module or EXAMPLE_SETTINGS,
         PYTHONPATH=os.pathsep.join([str(REPO / "example"), str(BENCH), str(REPO)]),
@@ -131,6 +161,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--high", type=int, default=220, help="measured requests of the second run")
     parser.add_argument("--jobs", type=int, default=2, help="callgrind processes at a time")
     parser.add_argument(
+        "--timer-scale",
+        type=float,
+        default=50.0,
+        help="multiply the measured process's timer intervals (metric export, batch delays, health "
+        "refresh) by this: callgrind runs the process about this much slower; 1 keeps them as configured",
+    )
+    parser.add_argument(
         "--collector",
         default="",
         help="OTLP/HTTP endpoint the exporting variants send to (default: the native stack's collector); "
@@ -142,6 +179,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.high <= args.low:
         parser.error("--high must be larger than --low")
+    if args.timer_scale <= 0:
+        parser.error("--timer-scale must be positive")
     args.variant_list = comma_list(args.variants)
     check_variants(parser, args.variant_list)
     return args
@@ -159,7 +198,7 @@ def _measure_all(args: argparse.Namespace, names: list[str], collector: str) -> 
         jobs = {}
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             for name in names:
-                env, instrument = variant_env(name, database, endpoints)
+                env, instrument = variant_env(name, database, endpoints, args.timer_scale)
                 for requests in (args.low, args.high):
                     jobs[name, requests] = pool.submit(measure, name, requests, args.warmup, env, instrument)
             counts = {key: job.result() for key, job in jobs.items()}
@@ -194,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Produced by `{command}` on {datetime.datetime.now():%Y-%m-%d %H:%M} in "
         f"{(time.monotonic() - started) / 60:.1f} minutes; code {state}. Instructions per request = "
         f"(instructions with {args.high} requests - with {args.low}) / {args.high - args.low}, after "
-        f"{args.warmup} warm-up requests, `POST /api/diagnose/` (bare) through Django's test client.",
+        f"{args.warmup} warm-up requests, `POST /api/diagnose/` (bare) through Django's test client; "
+        f"timer intervals x {args.timer_scale:g}.",
         "",
         f"| variant | M instructions/request | x {names[0]} | what it is |",
         "|---|---:|---:|---|",

@@ -50,6 +50,19 @@ def test_a_variant_environment_fills_in_its_endpoints() -> None:
     assert grpc["OTEL_PYTHON_DISTRO"] == "distro"
 
 
+def test_instruction_counts_stretch_every_timer_by_the_scale() -> None:
+    from bench.instructions import TIMER_VARIABLES, stretched_timers
+    from otel_hcv import conf
+
+    stretched = stretched_timers({"OTEL_BSP_SCHEDULE_DELAY": "200"}, 50)
+    assert stretched["OTEL_BSP_SCHEDULE_DELAY"] == "10000"
+    assert stretched["OTEL_METRIC_EXPORT_INTERVAL"] == "3000000"
+    assert set(stretched) == set(TIMER_VARIABLES)
+    # The health refresher's period is the health results' lifetime, which the variable sets.
+    health = stretched["HCV_HEALTH_CACHE_SECONDS"]
+    assert conf.load(environ={"HCV_HEALTH_CACHE_SECONDS": health}).health_cache_seconds == 500.0
+
+
 def test_no_placeholder_is_left_in_any_variant_environment() -> None:
     for variant in VARIANTS.values():
         values = variant.environment(ENDPOINTS).values()
