@@ -226,6 +226,14 @@ VARIANTS: dict[str, Variant] = {
             extra=True,
         ),
         Variant(
+            "hcv-batch-16",
+            "as hcv with export batches of 16 spans and log records (otel-hcv's default is 64): queued telemetry "
+            "is alive for fewer requests, so less of it is promoted to the oldest garbage-collector generation",
+            instrument=True,
+            env={**_HCV, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "16", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": "16"},
+            extra=True,
+        ),
+        Variant(
             "hcv-gc-freeze",
             "as hcv, and the worker calls gc.freeze() after loading the app and after its first request "
             "(bench/gunicorn_conf.py, BENCH_GC_FREEZE=1): full collections skip the start-up objects",
