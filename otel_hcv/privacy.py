@@ -338,18 +338,25 @@ def screen_text(text: str, settings: conf.Settings, *, strict: bool = True) -> s
     rules = rules_for(settings)
     if len(text) > SCREENED_MEMO_TEXT_LENGTH:
         return _screen_text(text, rules, strict)
-    key = (text, strict)
-    screened = rules.screened.get(key)
-    if screened is None:
-        screened = _screen_text(text, rules, strict)
-        if len(rules.screened) >= SCREENED_MEMO_ENTRIES:
-            rules.screened.clear()  # a flood of distinct texts: start over rather than grow
-        rules.screened[key] = screened
-    return screened
+    return _remembered(rules.screened, (text, strict), _screen_text, text, rules, strict)
 
 
 SCREENED_MEMO_ENTRIES = 4096
 SCREENED_MEMO_TEXT_LENGTH = 256
+_NOT_REMEMBERED = object()
+
+
+def _remembered(memo: dict[Any, Any], key: Any, screen: Callable[..., Any], *arguments: Any) -> Any:
+    """``screen(*arguments)``, remembered in ``memo`` under ``key``; at most
+    :data:`SCREENED_MEMO_ENTRIES` entries: a flood of distinct values (ids) starts the memo
+    over rather than growing it."""
+    value = memo.get(key, _NOT_REMEMBERED)
+    if value is _NOT_REMEMBERED:
+        value = screen(*arguments)
+        if len(memo) >= SCREENED_MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = value
+    return value
 
 
 def _screen_text(text: str, rules: Rules, strict: bool) -> str:
@@ -667,21 +674,10 @@ def safe_attribute(key: str, value: Any, settings: conf.Settings) -> Any:
         kind = value.__class__
         if kind not in _MEMO_TYPES or (kind is str and len(value) > SCREENED_MEMO_TEXT_LENGTH):
             return _attribute(key, value, rules)
-        memo_key = (key, kind, value)
-        memo = rules.attributes
-        safe = memo.get(memo_key, _NOT_SCREENED)
-        if safe is _NOT_SCREENED:
-            safe = _attribute(key, value, rules)
-            if len(memo) >= SCREENED_MEMO_ENTRIES:
-                memo.clear()  # a flood of distinct values (ids): start over rather than grow
-            memo[memo_key] = safe
-        return safe
+        return _remembered(rules.attributes, (key, kind, value), _attribute, key, value, rules)
     except Exception:
         accounting.count_dropped("traces", "redaction_failed")
         return REDACTED
-
-
-_NOT_SCREENED = object()
 
 
 def _attribute(key: str, value: Any, rules: Rules) -> Any:
