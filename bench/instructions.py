@@ -55,6 +55,7 @@ from bench.harness.options import (  # noqa: E402
     comma_list,
 )
 from bench.harness.variants import EXAMPLE_SETTINGS, VARIANTS, Endpoints  # noqa: E402
+from otel_hcv.conf import Settings  # noqa: E402
 
 SCRIPT = "bench/instructions.py"
 
@@ -123,7 +124,7 @@ TIMER_VARIABLES = {
     "OTEL_METRIC_EXPORT_INTERVAL": 60_000.0,  # ms
     "OTEL_BSP_SCHEDULE_DELAY": 5_000.0,  # ms
     "OTEL_BLRP_SCHEDULE_DELAY": 1_000.0,  # ms
-    "HCV_HEALTH_CACHE_SECONDS": 10.0,  # s, the health refresher's period
+    "HCV_HEALTH_CACHE_SECONDS": Settings.health_cache_seconds,  # s, the health refresher's period
 }
 
 

@@ -82,6 +82,12 @@ _UPSTREAM = {
     "OTEL_EXPORTER_OTLP_ENDPOINT": "{collector}",
 }
 _NO_SDK = {"OTEL_SDK_DISABLED": "true"}
+
+
+def _export_batches(size: int) -> dict[str, str]:
+    """Spans and log records exported in batches of ``size`` (otel-hcv's default is 64)."""
+    return {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": str(size), "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": str(size)}
+
 UPSTREAM_DISTRO = "distro"  # opentelemetry-distro's entry point name
 
 VARIANTS: dict[str, Variant] = {
@@ -222,7 +228,7 @@ VARIANTS: dict[str, Variant] = {
             "as hcv with upstream's export batches of 512 spans and log records (otel-hcv's default is 64): "
             "fewer, longer exports",
             instrument=True,
-            env={**_HCV, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": "512"},
+            env={**_HCV, **_export_batches(512)},
             extra=True,
         ),
         Variant(
@@ -230,7 +236,7 @@ VARIANTS: dict[str, Variant] = {
             "as hcv with export batches of 16 spans and log records (otel-hcv's default is 64): queued telemetry "
             "is alive for fewer requests, so less of it is promoted to the oldest garbage-collector generation",
             instrument=True,
-            env={**_HCV, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "16", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": "16"},
+            env={**_HCV, **_export_batches(16)},
             extra=True,
         ),
         Variant(
